@@ -1,0 +1,291 @@
+//! The libtorch side of harmonization: per-loss gradients, dot products over a scope, and the
+//! harmonized gradient written into every parameter's `.grad`.
+//!
+//! Two paths give the same gradients (harmonization.md, "a cheaper one"):
+//! - [`backward_two_pass`], the default: one backward per loss, keeping every parameter's gradient
+//!   of each loss, then `grad_p += c1·w1·G1_p + c2·w2·G2_p`. Backward is linear, so nothing else
+//!   is needed.
+//! - [`backward_three_pass_reference`], shaped like the released code: two backward passes to
+//!   measure the scope, then a third backward of the re-weighted loss. Kept for tests and
+//!   benchmarks only.
+//!
+//! Both *accumulate* into `.grad`, like `Tensor::backward`: zero the gradients before the step,
+//! and add further terms by including them as `extra` (or by calling `backward` on them).
+
+use super::{Harmonization, Harmonizer};
+use std::borrow::Borrow;
+use tch::nn::VarStore;
+use tch::{Kind, TchError, Tensor};
+
+/// The trainable parameters of a training step, in a fixed (named) order.
+pub struct Parameters {
+    names: Vec<String>,
+    tensors: Vec<Tensor>,
+}
+
+impl Parameters {
+    /// Trainable variables of several stores, named `<label>/<variable path>` and sorted by name
+    /// within each store so the order never depends on hash iteration.
+    pub fn from_stores(stores: &[(&str, &VarStore)]) -> Self {
+        let mut names = Vec::new();
+        let mut tensors = Vec::new();
+        for (label, vs) in stores {
+            let mut vars: Vec<(String, Tensor)> =
+                vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, t) in vars {
+                names.push(format!("{label}/{name}"));
+                tensors.push(t);
+            }
+        }
+        Parameters { names, tensors }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn tensors(&self) -> &[Tensor] {
+        &self.tensors
+    }
+
+    /// The parameters whose names start with one of `prefixes` (e.g. `"G/"` for a whole store).
+    pub fn scope(&self, name: &str, prefixes: &[&str]) -> Result<Scope, TchError> {
+        let members: Vec<usize> = (0..self.names.len())
+            .filter(|&i| prefixes.iter().any(|p| self.names[i].starts_with(p)))
+            .collect();
+        if members.is_empty() {
+            return Err(TchError::Kind(format!(
+                "scope '{name}' matches no trainable parameter (prefixes {prefixes:?}; parameters \
+                 are named like '{}')",
+                self.names.first().map(String::as_str).unwrap_or("<none>")
+            )));
+        }
+        Ok(Scope { name: name.to_owned(), members })
+    }
+
+    /// Zeroes every existing gradient in place (keeps `.grad` allocated, unlike libtorch's
+    /// optimizer `zero_grad`, which drops it).
+    pub fn zero_grad(&self) {
+        for t in &self.tensors {
+            let mut g = t.grad();
+            if g.defined() {
+                let _ = g.detach_().zero_();
+            }
+        }
+    }
+}
+
+/// A named subset of [`Parameters`] whose flattened gradients give the dot products.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    name: String,
+    members: Vec<usize>,
+}
+
+impl Scope {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn members(&self) -> &[usize] {
+        &self.members
+    }
+}
+
+/// Two losses to harmonize, in the baseline's order (GH++ as released is not symmetric), with the
+/// coefficients some baselines apply after harmonizing: `c1·w1·L1 + c2·w2·L2`.
+pub struct LossPair<'a> {
+    pub l1: &'a Tensor,
+    pub l2: &'a Tensor,
+    pub c1: f64,
+    pub c2: f64,
+    pub scope: &'a Scope,
+}
+
+impl<'a> LossPair<'a> {
+    pub fn new(l1: &'a Tensor, l2: &'a Tensor, scope: &'a Scope) -> Self {
+        LossPair { l1, l2, c1: 1.0, c2: 1.0, scope }
+    }
+
+    pub fn with_coefficients(mut self, c1: f64, c2: f64) -> Self {
+        self.c1 = c1;
+        self.c2 = c2;
+        self
+    }
+}
+
+/// Everything one backward step differentiates: harmonized pairs plus unharmonized extra terms.
+pub struct StepLosses<'a> {
+    pub pairs: Vec<LossPair<'a>>,
+    pub extra: Option<&'a Tensor>,
+}
+
+/// The default path: two backward passes per pair. Returns one record per pair.
+pub fn backward_two_pass(
+    harmonizer: &Harmonizer,
+    params: &Parameters,
+    losses: &StepLosses,
+) -> Result<Vec<Harmonization>, TchError> {
+    let passes = 2 * losses.pairs.len();
+    let mut pass = 0;
+    let mut combined: Vec<Option<Tensor>> = (0..params.len()).map(|_| None).collect();
+    let mut records = Vec::with_capacity(losses.pairs.len());
+    for pair in &losses.pairs {
+        pass += 2;
+        let keep_graph = pass < passes || losses.extra.is_some();
+        let g1 = gradients(pair.l1, params.tensors(), true)?;
+        let g2 = gradients(pair.l2, params.tensors(), keep_graph)?;
+        let (n1, n2, d) = scope_dot_products(&g1, &g2, pair.scope)?;
+        let record = harmonizer.weights(n1, n2, d);
+        let (k1, k2) = (pair.c1 * record.w1, pair.c2 * record.w2);
+        for (slot, (a, b)) in combined.iter_mut().zip(g1.into_iter().zip(g2)) {
+            for term in [a.map(|a| (a, k1)), b.map(|b| (b, k2))].into_iter().flatten() {
+                let scaled = term.0.f_mul_scalar(term.1)?;
+                *slot = Some(match slot.take() {
+                    Some(acc) => acc.f_add(&scaled)?,
+                    None => scaled,
+                });
+            }
+        }
+        records.push(record);
+    }
+    accumulate_into_grads(params.tensors(), combined)?;
+    if let Some(extra) = losses.extra {
+        extra.f_backward()?;
+    }
+    Ok(records)
+}
+
+/// The released code's shape: per pair, backward L1 and L2 to measure the scope; then a third
+/// backward of `Σ (c1·w1·L1 + c2·w2·L2) + extra`. Reference for tests and benchmarks.
+pub fn backward_three_pass_reference(
+    harmonizer: &Harmonizer,
+    params: &Parameters,
+    losses: &StepLosses,
+) -> Result<Vec<Harmonization>, TchError> {
+    let mut records = Vec::with_capacity(losses.pairs.len());
+    let mut total: Option<Tensor> = losses.extra.map(|e| e.shallow_clone());
+    for pair in &losses.pairs {
+        let scope: Vec<&Tensor> = pair.scope.members.iter().map(|&i| &params.tensors()[i]).collect();
+        let g1 = gradients(pair.l1, &scope, true)?;
+        let g2 = gradients(pair.l2, &scope, true)?;
+        let all: Scope = Scope { name: pair.scope.name.clone(), members: (0..scope.len()).collect() };
+        let (n1, n2, d) = scope_dot_products(&g1, &g2, &all)?;
+        let record = harmonizer.weights(n1, n2, d);
+        let weighted = pair
+            .l1
+            .f_mul_scalar(pair.c1 * record.w1)?
+            .f_add(&pair.l2.f_mul_scalar(pair.c2 * record.w2)?)?;
+        total = Some(match total {
+            Some(t) => t.f_add(&weighted)?,
+            None => weighted,
+        });
+        records.push(record);
+    }
+    if let Some(total) = total {
+        total.f_backward()?;
+    }
+    Ok(records)
+}
+
+/// One backward of `Σ (c1·L1 + c2·L2) + extra`: the unharmonized step, when nothing is measured.
+pub fn backward_plain(losses: &StepLosses) -> Result<(), TchError> {
+    let mut total: Option<Tensor> = losses.extra.map(|e| e.shallow_clone());
+    for pair in &losses.pairs {
+        let sum = pair.l1.f_mul_scalar(pair.c1)?.f_add(&pair.l2.f_mul_scalar(pair.c2)?)?;
+        total = Some(match total {
+            Some(t) => t.f_add(&sum)?,
+            None => sum,
+        });
+    }
+    if let Some(total) = total {
+        total.f_backward()?;
+    }
+    Ok(())
+}
+
+/// d loss / d input for each input, without touching `.grad`; `None` where the loss does not
+/// depend on the input.
+fn gradients<T: Borrow<Tensor>>(
+    loss: &Tensor,
+    inputs: &[T],
+    keep_graph: bool,
+) -> Result<Vec<Option<Tensor>>, TchError> {
+    if !loss.requires_grad() {
+        return Ok(inputs.iter().map(|_| None).collect());
+    }
+    let grads = Tensor::f_run_backward(&[loss], inputs, keep_graph, false)?;
+    Ok(grads.into_iter().map(|g| g.defined().then_some(g)).collect())
+}
+
+/// `(n1, n2, d)` over the scope's members, summed in double precision with one device sync.
+fn scope_dot_products(
+    g1: &[Option<Tensor>],
+    g2: &[Option<Tensor>],
+    scope: &Scope,
+) -> Result<(f64, f64, f64), TchError> {
+    let mut terms = Vec::with_capacity(3 * scope.members.len());
+    for &i in &scope.members {
+        let (a, b) = (&g1[i], &g2[i]);
+        if let Some(a) = a {
+            terms.push((0, a.f_square()?.f_sum(Kind::Double)?));
+        }
+        if let Some(b) = b {
+            terms.push((1, b.f_square()?.f_sum(Kind::Double)?));
+        }
+        if let (Some(a), Some(b)) = (a, b) {
+            terms.push((2, a.f_mul(b)?.f_sum(Kind::Double)?));
+        }
+    }
+    if terms.is_empty() {
+        return Ok((0.0, 0.0, 0.0));
+    }
+    // Sum each quantity on the device, then copy the three numbers back at once.
+    let mut sums: [Option<Tensor>; 3] = [None, None, None];
+    for (k, t) in terms {
+        sums[k] = Some(match sums[k].take() {
+            Some(s) => s.f_add(&t)?,
+            None => t,
+        });
+    }
+    let device = sums.iter().flatten().next().map(|t| t.device()).unwrap_or(tch::Device::Cpu);
+    let stacked: Vec<Tensor> = sums
+        .into_iter()
+        .map(|s| s.unwrap_or_else(|| Tensor::zeros([], (Kind::Double, device))))
+        .collect();
+    let values = Vec::<f64>::try_from(Tensor::f_stack(&stacked, 0)?.f_to_device(tch::Device::Cpu)?)?;
+    Ok((values[0], values[1], values[2]))
+}
+
+/// `grad_p += g_p` for every parameter with a gradient. Parameters whose `.grad` is not allocated
+/// yet (libtorch's optimizers drop it in `zero_grad`) get it through a tiny surrogate backward:
+/// `d/dp Σ <p, g_p> = g_p` exactly, at the cost of one element-wise product per parameter.
+fn accumulate_into_grads(params: &[Tensor], grads: Vec<Option<Tensor>>) -> Result<(), TchError> {
+    let mut surrogate: Option<Tensor> = None;
+    for (p, g) in params.iter().zip(grads) {
+        let Some(g) = g else { continue };
+        let mut existing = p.grad();
+        if existing.defined() {
+            let _ = tch::no_grad(|| existing.f_add_(&g))?;
+        } else {
+            let term = p.f_mul(&g.detach())?.f_sum(p.kind())?;
+            surrogate = Some(match surrogate {
+                Some(s) => s.f_add(&term)?,
+                None => term,
+            });
+        }
+    }
+    if let Some(s) = surrogate {
+        s.f_backward()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Library behind the `bench-suite` binary.
+
+pub mod step_bench;

@@ -1,0 +1,241 @@
+//! Times one training step three ways on a LeNet digits model with a DANN-style domain loss:
+//! the plain step (one backward of the summed loss), the released code's three-pass GH step and
+//! this project's two-pass GH step. Prints per-step times and ratios to the plain step.
+//!
+//! Inputs are random tensors of digit shape: the step's cost does not depend on pixel values.
+//! Source and target go through the feature extractor separately, as CDAN's code does.
+
+use anyhow::{Context, Result};
+use baselines::harmonizer::autograd::{
+    backward_plain, backward_three_pass_reference, backward_two_pass, LossPair, Parameters, Scope,
+    StepLosses,
+};
+use baselines::harmonizer::Harmonizer;
+use baselines::networks::grl::reverse_gradient;
+use baselines::networks::heads::{DomainDiscriminator, LinearClassifier};
+use baselines::networks::lenet::LeNet;
+use std::time::Instant;
+use tch::nn::{self, Module, ModuleT, OptimizerConfig};
+use tch::{Device, Kind, Reduction, Tensor};
+
+#[derive(Clone, Debug)]
+pub struct StepBenchConfig {
+    pub device: Device,
+    pub batch_per_domain: i64,
+    pub harmonizer: Harmonizer,
+    pub warmup_steps: usize,
+    pub rounds: usize,
+    pub steps_per_round: usize,
+    pub seed: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    Plain,
+    ThreePass,
+    TwoPass,
+}
+
+impl StepKind {
+    pub const ALL: [StepKind; 3] = [StepKind::Plain, StepKind::ThreePass, StepKind::TwoPass];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            StepKind::Plain => "plain step (1 backward, no harmonization)",
+            StepKind::ThreePass => "three-pass step (released code's shape)",
+            StepKind::TwoPass => "two-pass step (this project's default)",
+        }
+    }
+}
+
+/// Median over rounds of the mean seconds per step, for each step kind.
+#[derive(Clone, Debug)]
+pub struct StepBenchResult {
+    pub seconds_per_step: Vec<(StepKind, f64)>,
+    pub conflict_steps: usize,
+    pub measured_steps: usize,
+}
+
+impl StepBenchResult {
+    pub fn seconds(&self, kind: StepKind) -> f64 {
+        self.seconds_per_step.iter().find(|(k, _)| *k == kind).map(|(_, s)| *s).unwrap_or(f64::NAN)
+    }
+
+    pub fn ratio_to_plain(&self, kind: StepKind) -> f64 {
+        self.seconds(kind) / self.seconds(StepKind::Plain)
+    }
+}
+
+struct DannModel {
+    /// Owns the variables the modules and optimizers use.
+    _stores: [nn::VarStore; 3],
+    features: LeNet,
+    classifier: LinearClassifier,
+    discriminator: DomainDiscriminator,
+    params: Parameters,
+    scope: Scope,
+    optimizers: Vec<nn::Optimizer>,
+}
+
+impl DannModel {
+    fn new(device: Device) -> Result<Self> {
+        let stores = [nn::VarStore::new(device), nn::VarStore::new(device), nn::VarStore::new(device)];
+        let features = LeNet::new(&stores[0].root());
+        let classifier = LinearClassifier::new(&stores[1].root(), LeNet::FEATURES, 10);
+        let discriminator = DomainDiscriminator::new(&stores[2].root(), LeNet::FEATURES, 500);
+        let params =
+            Parameters::from_stores(&[("G", &stores[0]), ("C", &stores[1]), ("D", &stores[2])]);
+        let scope = params.scope("feature extractor", &["G/"])?;
+        let optimizers = stores
+            .iter()
+            .map(|vs| nn::Sgd { momentum: 0.9, ..Default::default() }.build(vs, 0.01))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(DannModel { _stores: stores, features, classifier, discriminator, params, scope, optimizers })
+    }
+
+    /// Forward pass: (L_transfer, L_cls), the pair in CDAN's order.
+    fn losses(&self, batch: &Batch) -> (Tensor, Tensor) {
+        let fs = self.features.forward_t(&batch.source, true);
+        let ft = self.features.forward_t(&batch.target, true);
+        let cls = self.classifier.forward(&fs).cross_entropy_for_logits(&batch.labels);
+        let both = Tensor::cat(&[&fs, &ft], 0);
+        let logits = self.discriminator.forward_t(&reverse_gradient(&both, 1.0), true);
+        let transfer = logits.squeeze_dim(1).binary_cross_entropy_with_logits::<Tensor>(
+            &batch.domains,
+            None,
+            None,
+            Reduction::Mean,
+        );
+        (transfer, cls)
+    }
+
+    /// One step; returns whether the measured pair conflicted (None for the plain step).
+    fn step(&mut self, kind: StepKind, harmonizer: &Harmonizer, batch: &Batch) -> Result<Option<bool>> {
+        for opt in &mut self.optimizers {
+            opt.zero_grad();
+        }
+        let (transfer, cls) = self.losses(batch);
+        let losses = StepLosses {
+            pairs: vec![LossPair::new(&transfer, &cls, &self.scope)],
+            extra: None,
+        };
+        let conflict = match kind {
+            StepKind::Plain => {
+                backward_plain(&losses)?;
+                None
+            }
+            StepKind::ThreePass => {
+                Some(backward_three_pass_reference(harmonizer, &self.params, &losses)?[0].conflict)
+            }
+            StepKind::TwoPass => Some(backward_two_pass(harmonizer, &self.params, &losses)?[0].conflict),
+        };
+        for opt in &mut self.optimizers {
+            opt.step();
+        }
+        Ok(conflict)
+    }
+}
+
+struct Batch {
+    source: Tensor,
+    labels: Tensor,
+    target: Tensor,
+    domains: Tensor,
+}
+
+impl Batch {
+    fn random(n: i64, device: Device) -> Self {
+        let opts = (Kind::Float, device);
+        Batch {
+            source: Tensor::randn([n, 1, 28, 28], opts),
+            labels: Tensor::randint(10, [n], (Kind::Int64, device)),
+            target: Tensor::randn([n, 1, 28, 28], opts),
+            domains: Tensor::cat(&[Tensor::ones([n], opts), Tensor::zeros([n], opts)], 0),
+        }
+    }
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Runs the benchmark. Each kind trains its own copy of the model from the same initialisation;
+/// rounds interleave the kinds so that drift in machine load hits all of them alike.
+pub fn run(config: &StepBenchConfig) -> Result<StepBenchResult> {
+    tch::manual_seed(config.seed);
+    let batch = Batch::random(config.batch_per_domain, config.device);
+    let mut models = Vec::new();
+    for _ in StepKind::ALL {
+        tch::manual_seed(config.seed);
+        models.push(DannModel::new(config.device).context("building the LeNet/DANN model")?);
+    }
+    let mut per_round: Vec<Vec<f64>> = vec![Vec::new(); StepKind::ALL.len()];
+    let (mut conflicts, mut measured) = (0, 0);
+    for (k, kind) in StepKind::ALL.into_iter().enumerate() {
+        for _ in 0..config.warmup_steps {
+            models[k].step(kind, &config.harmonizer, &batch)?;
+        }
+    }
+    for _ in 0..config.rounds {
+        for (k, kind) in StepKind::ALL.into_iter().enumerate() {
+            sync(config.device);
+            let start = Instant::now();
+            for _ in 0..config.steps_per_round {
+                if let Some(c) = models[k].step(kind, &config.harmonizer, &batch)? {
+                    measured += 1;
+                    conflicts += usize::from(c);
+                }
+            }
+            sync(config.device);
+            per_round[k].push(start.elapsed().as_secs_f64() / config.steps_per_round as f64);
+        }
+    }
+    let seconds_per_step = StepKind::ALL
+        .into_iter()
+        .zip(per_round)
+        .map(|(kind, mut times)| {
+            times.sort_by(f64::total_cmp);
+            (kind, times[times.len() / 2])
+        })
+        .collect();
+    Ok(StepBenchResult { seconds_per_step, conflict_steps: conflicts, measured_steps: measured })
+}
+
+/// The report printed by `bench-suite bench-step`.
+pub fn render(config: &StepBenchConfig, result: &StepBenchResult) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "step benchmark: LeNet digits model, DANN-style domain loss (GRL + 500-500-1 discriminator), \
+         batch {b} source + {b} target\nharmonizer {h}, device {d}, median of {r} rounds x {s} steps \
+         (after {w} warm-up steps per kind)\n\n",
+        b = config.batch_per_domain,
+        h = config.harmonizer.label(),
+        d = baselines::device::describe(config.device),
+        r = config.rounds,
+        s = config.steps_per_round,
+        w = config.warmup_steps,
+    ));
+    out.push_str(&format!("{:<45} {:>10} {:>14}\n", "step", "ms/step", "x plain step"));
+    for kind in StepKind::ALL {
+        out.push_str(&format!(
+            "{:<45} {:>10.2} {:>14.2}\n",
+            kind.label(),
+            result.seconds(kind) * 1e3,
+            result.ratio_to_plain(kind)
+        ));
+    }
+    let two = result.ratio_to_plain(StepKind::TwoPass);
+    out.push_str(&format!(
+        "\ntwo-pass / three-pass: {:.2}; target two-pass <= 1.6x plain: {} ({:.2}x)\n",
+        result.seconds(StepKind::TwoPass) / result.seconds(StepKind::ThreePass),
+        if two <= 1.6 { "met" } else { "NOT met" },
+        two
+    ));
+    out.push_str(&format!(
+        "harmonized steps with a conflict (d < 0): {} of {}\n",
+        result.conflict_steps, result.measured_steps
+    ));
+    out
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs PyTorch 2.13.0 (the libtorch that tch 0.26 links against) into the project-local venv.
+# The same PyPI wheel serves CPU-only and CUDA machines (~4.7 GB with its CUDA libraries).
+# Idempotent: once a stamp proves a verified install, a rerun returns at once.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv="${GH_VENV:-$root/.venv}"
+version=2.13.0
+stamp="$venv/.torch-$version.ok"
+
+die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
+
+if [[ -f $stamp && -e $venv/libtorch/lib/libtorch_cpu.so ]]; then
+  exit 0
+fi
+
+python=${PYTHON:-python3}
+command -v "$python" >/dev/null || die "'$python' not found. Install Python 3 with the venv module (Debian/Ubuntu: apt install python3 python3-venv), or set PYTHON=/path/to/python3."
+
+if [[ ! -x $venv/bin/python ]]; then
+  echo "setup: creating the project venv at $venv"
+  "$python" -m venv "$venv" || die "'$python -m venv $venv' failed. On Debian/Ubuntu install python3-venv; then rerun."
+fi
+
+echo "setup: installing torch==$version into $venv (first time only; about 4.7 GB with CUDA libraries)"
+"$venv/bin/python" -m pip install --disable-pip-version-check "torch==$version" \
+  || die "pip could not install torch==$version into $venv. Check access to PyPI (pip config list) and free disk space (df -h $venv), then rerun."
+
+torch_dir=$("$venv/bin/python" -W ignore -c 'import torch, os; print(os.path.dirname(torch.__file__))') \
+  || die "torch was installed but 'import torch' fails in $venv; remove $venv and rerun."
+installed=$("$venv/bin/python" -W ignore -c 'import torch; print(torch.__version__.split("+")[0])')
+[[ $installed == "$version" ]] || die "$venv holds torch $installed, tch 0.26 needs $version. Remove $venv and rerun."
+[[ -e $torch_dir/lib/libtorch_cpu.so ]] || die "no libtorch_cpu.so under $torch_dir/lib; remove $venv and rerun."
+
+# A stable name for libtorch, whatever the Python version inside the venv.
+ln -sfn "$torch_dir" "$venv/libtorch"
+touch "$stamp"
+echo "setup: libtorch $version ready at $venv/libtorch"
