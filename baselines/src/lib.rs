@@ -1,6 +1,11 @@
-//! The library of the suite: gradient harmonization (GH, GH++), the networks, the UDA baselines
-//! and the data readers. Binaries (`bench-suite`, `report`, `data-fetch`) are thin layers over it.
+//! The library of the suite: gradient harmonization (GH, GH++), the networks, the UDA baselines,
+//! the digits data readers, the shared training loop and run records. Binaries (`bench-suite`,
+//! `report`, `data-fetch`) are thin layers over it.
 
+pub mod data;
 pub mod device;
 pub mod harmonizer;
+pub mod methods;
 pub mod networks;
+pub mod record;
+pub mod train;

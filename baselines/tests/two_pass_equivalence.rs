@@ -8,6 +8,14 @@ use baselines::harmonizer::autograd::{
 use baselines::harmonizer::{GhppRule, Harmonization, Harmonizer};
 use baselines::networks::grl::reverse_gradient;
 use tch::nn::{self, Module, ModuleT};
+
+/// libtorch's random generator (initialisation, dropout) is global to the process: tests that
+/// depend on it take this lock so that parallel test threads do not interleave their draws.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
 use tch::{Device, Kind, Reduction, Tensor};
 
 struct Net {
@@ -86,6 +94,7 @@ fn max_relative_error(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn two_pass_equals_three_pass_for_every_parameter() {
+    let _rng = torch_rng();
     let harmonizers = [
         Harmonizer::none(),
         Harmonizer::gh(),
@@ -120,6 +129,7 @@ fn two_pass_equals_three_pass_for_every_parameter() {
 
 #[test]
 fn heads_outside_the_scope_are_rescaled_too() {
+    let _rng = torch_rng();
     // GH changes the gradient of the discriminator (outside the scope) by w1, like the third
     // backward of the released code: compare against the plain step on a conflicting seed.
     let h = Harmonizer::gh();
@@ -144,6 +154,7 @@ fn heads_outside_the_scope_are_rescaled_too() {
 
 #[test]
 fn existing_gradients_are_accumulated_not_overwritten() {
+    let _rng = torch_rng();
     let h = Harmonizer::gh();
     let net = Net::new(3);
     let scope = net.params.scope("features", &["G/"]).unwrap();
@@ -170,7 +181,36 @@ fn step_without_extra(h: &Harmonizer, seed: i64) -> (Vec<Tensor>, Vec<Harmonizat
 
 #[test]
 fn unknown_scope_prefix_is_an_error_naming_the_scope() {
+    let _rng = torch_rng();
     let net = Net::new(0);
     let err = net.params.scope("backbone", &["B/"]).unwrap_err().to_string();
     assert!(err.contains("backbone") && err.contains("G/"), "{err}");
+}
+
+#[test]
+fn scope_only_harmonizes_the_scope_and_leaves_heads_plain() {
+    let _rng = torch_rng();
+    use baselines::harmonizer::OutsideScope;
+    let scoped_gh = Harmonizer::gh().with_outside_scope(OutsideScope::ScopeOnly);
+    for seed in 0..40 {
+        let (scoped, records, names) = step_without_extra(&scoped_gh, seed);
+        if !records[0].conflict {
+            continue;
+        }
+        let (reweighted, _, _) = step_without_extra(&Harmonizer::gh(), seed);
+        let (plain, _, _) = step_without_extra(&Harmonizer::none(), seed);
+        for (i, name) in names.iter().enumerate() {
+            let expected = if name.starts_with("G/") { &reweighted[i] } else { &plain[i] };
+            let err = max_relative_error(&scoped[i], expected);
+            assert!(err < 1e-5, "{name}: relative error {err:e} (inside the scope: GH's weights; outside: plain)");
+        }
+        // Under a conflict the harmonized scope gradient differs from the plain one.
+        let g = names.iter().position(|n| n.starts_with("G/")).unwrap();
+        assert!(max_relative_error(&scoped[g], &plain[g]) > 1e-4, "scope gradient was not harmonized");
+        let net = Net::new(seed);
+        let err = backward_three_pass_reference(&scoped_gh, &net.params, &StepLosses { pairs: vec![], extra: None }).unwrap_err();
+        assert!(err.to_string().contains("two-pass"));
+        return;
+    }
+    panic!("no conflicting seed found in 40 tries");
 }

@@ -1,3 +1,7 @@
-//! Library behind the `bench-suite` binary.
+//! Library behind the `bench-suite` binary: the protocol file, grid expansion, executing a run,
+//! and the step benchmark.
 
+pub mod execute;
+pub mod grid;
+pub mod protocol;
 pub mod step_bench;

@@ -12,7 +12,7 @@
 //! Both *accumulate* into `.grad`, like `Tensor::backward`: zero the gradients before the step,
 //! and add further terms by including them as `extra` (or by calling `backward` on them).
 
-use super::{Harmonization, Harmonizer};
+use super::{Harmonization, Harmonizer, OutsideScope};
 use std::borrow::Borrow;
 use tch::nn::VarStore;
 use tch::{Kind, TchError, Tensor};
@@ -146,8 +146,14 @@ pub fn backward_two_pass(
         let g2 = gradients(pair.l2, params.tensors(), keep_graph)?;
         let (n1, n2, d) = scope_dot_products(&g1, &g2, pair.scope)?;
         let record = harmonizer.weights(n1, n2, d);
-        let (k1, k2) = (pair.c1 * record.w1, pair.c2 * record.w2);
-        for (slot, (a, b)) in combined.iter_mut().zip(g1.into_iter().zip(g2)) {
+        let harmonized = (pair.c1 * record.w1, pair.c2 * record.w2);
+        let plain = (pair.c1, pair.c2);
+        let mut in_scope = vec![harmonizer.outside_scope() == OutsideScope::Reweighted; params.len()];
+        for &i in &pair.scope.members {
+            in_scope[i] = true;
+        }
+        for ((slot, (a, b)), reweight) in combined.iter_mut().zip(g1.into_iter().zip(g2)).zip(in_scope) {
+            let (k1, k2) = if reweight { harmonized } else { plain };
             for term in [a.map(|a| (a, k1)), b.map(|b| (b, k2))].into_iter().flatten() {
                 let scaled = term.0.f_mul_scalar(term.1)?;
                 *slot = Some(match slot.take() {
@@ -166,12 +172,18 @@ pub fn backward_two_pass(
 }
 
 /// The released code's shape: per pair, backward L1 and L2 to measure the scope; then a third
-/// backward of `Σ (c1·w1·L1 + c2·w2·L2) + extra`. Reference for tests and benchmarks.
+/// backward of `Σ (c1·w1·L1 + c2·w2·L2) + extra`. Reference for tests and benchmarks; it can only
+/// express the released re-weighting of every parameter.
 pub fn backward_three_pass_reference(
     harmonizer: &Harmonizer,
     params: &Parameters,
     losses: &StepLosses,
 ) -> Result<Vec<Harmonization>, TchError> {
+    if harmonizer.outside_scope() != OutsideScope::Reweighted {
+        return Err(TchError::Kind(
+            "the three-pass reference re-weights every parameter (the released shape); a scope-only harmonizer needs the two-pass path".into(),
+        ));
+    }
     let mut records = Vec::with_capacity(losses.pairs.len());
     let mut total: Option<Tensor> = losses.extra.map(|e| e.shallow_clone());
     for pair in &losses.pairs {

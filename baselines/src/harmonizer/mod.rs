@@ -96,6 +96,24 @@ pub enum HarmonizerError {
     UnknownRule(String),
 }
 
+/// What the parameters outside the scope receive.
+///
+/// The scope gives the weights; the released code then backpropagates `w1·L1 + w2·L2` through the
+/// whole model (the paper's "equivalent model"), so heads and discriminators outside the scope are
+/// re-weighted too. For MCD that is the whole effect of harmonizing: its step B updates only the
+/// heads. GH's weights are unbounded when one gradient is much smaller than the other
+/// (`w1 = 1 + |cos θ|·|g2|/|g1|`), which the re-weighting passes on to those heads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutsideScope {
+    /// As released: every parameter gets `c1·w1·G1 + c2·w2·G2`.
+    #[default]
+    Reweighted,
+    /// This project's variant: only the scope is harmonized; parameters outside it get the plain
+    /// `c1·G1 + c2·G2`. A deviation from the paper, labelled `scope-only` wherever it is used.
+    ScopeOnly,
+}
+
 /// Smallest `1 + cos θ` the rotation rule divides by (θ ≈ 179.99°). Beyond it the plane of g1 and
 /// g2 is numerically undefined; the angle is clamped and the step's record says so.
 pub const ROTATION_COS_MARGIN: f64 = 1.5e-8;
@@ -107,6 +125,7 @@ pub struct Harmonizer {
     method: Method,
     rule: GhppRule,
     alpha: f64,
+    outside_scope: OutsideScope,
 }
 
 /// The serialized form of a [`Harmonizer`]; validated on the way in.
@@ -118,6 +137,8 @@ pub struct HarmonizerConfig {
     pub rule: GhppRule,
     #[serde(default = "default_alpha")]
     pub alpha: f64,
+    #[serde(default)]
+    pub outside_scope: OutsideScope,
 }
 
 fn default_alpha() -> f64 {
@@ -127,13 +148,13 @@ fn default_alpha() -> f64 {
 impl TryFrom<HarmonizerConfig> for Harmonizer {
     type Error = HarmonizerError;
     fn try_from(c: HarmonizerConfig) -> Result<Self, Self::Error> {
-        Harmonizer::new(c.method, c.alpha, c.rule)
+        Ok(Harmonizer::new(c.method, c.alpha, c.rule)?.with_outside_scope(c.outside_scope))
     }
 }
 
 impl From<Harmonizer> for HarmonizerConfig {
     fn from(h: Harmonizer) -> Self {
-        HarmonizerConfig { method: h.method, rule: h.rule, alpha: h.alpha }
+        HarmonizerConfig { method: h.method, rule: h.rule, alpha: h.alpha, outside_scope: h.outside_scope }
     }
 }
 
@@ -146,15 +167,24 @@ impl Harmonizer {
         if !(0.0..=1.0).contains(&alpha) {
             return Err(HarmonizerError::AlphaOutOfRange(alpha));
         }
-        Ok(Harmonizer { method, rule, alpha })
+        Ok(Harmonizer { method, rule, alpha, outside_scope: OutsideScope::Reweighted })
     }
 
     pub fn none() -> Self {
-        Harmonizer { method: Method::None, rule: GhppRule::Released, alpha: Self::DEFAULT_ALPHA }
+        Harmonizer { method: Method::None, rule: GhppRule::Released, alpha: Self::DEFAULT_ALPHA, outside_scope: OutsideScope::Reweighted }
     }
 
     pub fn gh() -> Self {
-        Harmonizer { method: Method::Gh, rule: GhppRule::Released, alpha: Self::DEFAULT_ALPHA }
+        Harmonizer { method: Method::Gh, ..Self::none() }
+    }
+
+    pub fn with_outside_scope(mut self, outside_scope: OutsideScope) -> Self {
+        self.outside_scope = outside_scope;
+        self
+    }
+
+    pub fn outside_scope(&self) -> OutsideScope {
+        self.outside_scope
     }
 
     pub fn gh_plus_plus(alpha: f64, rule: GhppRule) -> Result<Self, HarmonizerError> {
@@ -173,15 +203,25 @@ impl Harmonizer {
         self.alpha
     }
 
-    /// Short label for tables and logs: `none`, `gh`, `gh++`, `gh++(rotation,α=0.25)`.
+    /// Short label for tables and logs: `none`, `gh`, `gh++`, `gh++(rotation,α=0.25)`,
+    /// `gh(scope-only)`. The paper's variants carry no qualifier.
     pub fn label(&self) -> String {
-        match self.method {
-            Method::GhPlusPlus
-                if self.rule != GhppRule::Released || self.alpha != Self::DEFAULT_ALPHA =>
-            {
-                format!("gh++({},α={})", self.rule.name(), self.alpha)
+        let mut qualifiers = Vec::new();
+        if self.method == Method::GhPlusPlus {
+            if self.rule != GhppRule::Released {
+                qualifiers.push(self.rule.name().to_owned());
             }
-            m => m.name().to_owned(),
+            if self.alpha != Self::DEFAULT_ALPHA {
+                qualifiers.push(format!("α={}", self.alpha));
+            }
+        }
+        if self.method != Method::None && self.outside_scope == OutsideScope::ScopeOnly {
+            qualifiers.push("scope-only".to_owned());
+        }
+        if qualifiers.is_empty() {
+            self.method.name().to_owned()
+        } else {
+            format!("{}({})", self.method.name(), qualifiers.join(","))
         }
     }
 
@@ -356,6 +396,8 @@ mod tests {
         let ok: Harmonizer =
             serde_json::from_str(r#"{"method":"gh++","rule":"rotation","alpha":0.25}"#).unwrap();
         assert_eq!(ok.label(), "gh++(rotation,α=0.25)");
+        let scoped: Harmonizer = serde_json::from_str(r#"{"method":"gh","outside_scope":"scope-only"}"#).unwrap();
+        assert_eq!(scoped.label(), "gh(scope-only)");
         let bad = serde_json::from_str::<Harmonizer>(r#"{"method":"gh++","alpha":2.0}"#);
         assert!(bad.unwrap_err().to_string().contains("[0, 1]"));
         let unknown = serde_json::from_str::<Harmonizer>(r#"{"method":"gh","alfa":0.5}"#);

@@ -1,0 +1,311 @@
+//! DWL (dynamic weighted learning), as the paper runs it (protocols.md, "DWL").
+//!
+//! Networks (digits M↔U): G = Conv 1→32 k5, BN, ReLU, MaxPool 2; Conv 32→48 k5, BN, ReLU,
+//! MaxPool 2 (768-d); three predictors C, C1, C2 = Drop, 768→100, BN, ReLU, Drop, 100→100, BN,
+//! ReLU, Drop, 100→10; discriminator D = 768-1024-ReLU-1024-ReLU-1 (sigmoid). For S→M, where
+//! protocols.md gives no DWL network, G is the DTN (512-d) and the heads take 512 inputs.
+//! Five SGD optimisers (G, C, C1, C2, D) with one fixed setting.
+//!
+//! One iteration:
+//! 1. `source_steps` source cross-entropy steps of G and C;
+//! 2. a discriminator step (source = 1, target = 0, features detached);
+//! 3. a classifier step of C, C1, C2: CE(C) + CE(C1) + CE(C2) − disc(C1, C2) on target;
+//! 4. the balance loop, `balance_steps` harmonized steps of G only:
+//!    L1 = adversarial_weight · BCE(D(G(x_t)), source), L2 = disc(C1,C2) + disc(C,C1) + disc(C,C2)
+//!    on target; total `T·w1·L1 + (1−T)·w2·L2` (T applied after harmonizing), scope G;
+//! 5. a pseudo-label step of G and C on confident target predictions of C + C1 + C2.
+//!
+//! disc(a, b) = mean|softmax(a) − softmax(b)|. The balance weight T = A / (A + 1 − J) starts at
+//! `initial_balance` and is re-estimated each epoch (each iteration when the source is SVHN).
+//! protocols.md does not give the normalisations; ours (stated in the README): A = m/(1+m) with m
+//! the squared distance between the mean L2-normalised source and target features (linear MMD),
+//! J = j/(1+j) with j = tr(S_b)/tr(S_w) of the source features (LDA criterion).
+//! Reported accuracy: max over C, C1, C2, C1+C2, C+C1+C2 (each head recorded).
+//! Released-code defects not reproduced: it does not run as committed (import shadowing, double
+//! pooling); this is written from the description.
+
+use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use crate::data::DigitsFormat;
+use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
+use crate::networks::dtn::Dtn;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module, ModuleT, OptimizerConfig};
+use tch::{Kind, Reduction, Tensor};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub batch: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Source cross-entropy steps per iteration (8).
+    pub source_steps: usize,
+    /// Harmonized balance steps per iteration (8).
+    pub balance_steps: usize,
+    /// Factor inside L1 (0.2).
+    pub adversarial_weight: f64,
+    /// Confidence above which a target prediction becomes a pseudo-label.
+    pub pseudo_label_threshold: f64,
+    /// T before the first estimate (0.5).
+    pub initial_balance: f64,
+}
+
+/// G for the grey 28×28 digits.
+#[derive(Debug)]
+struct SmallCnn {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    conv2: nn::Conv2D,
+    bn2: nn::BatchNorm,
+}
+
+impl ModuleT for SmallCnn {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let x = self.bn1.forward_t(&self.conv1.forward(xs), train).relu().max_pool2d_default(2);
+        let x = self.bn2.forward_t(&self.conv2.forward(&x), train).relu().max_pool2d_default(2);
+        x.flatten(1, -1)
+    }
+}
+
+#[derive(Debug)]
+enum Generator {
+    Small(SmallCnn),
+    Dtn(Dtn),
+}
+
+impl Generator {
+    fn new(p: &nn::Path, format: DigitsFormat) -> (Generator, i64) {
+        match format {
+            DigitsFormat::Grey28 => (
+                Generator::Small(SmallCnn {
+                    conv1: nn::conv2d(p / "conv1", 1, 32, 5, Default::default()),
+                    bn1: nn::batch_norm2d(p / "bn1", 32, Default::default()),
+                    conv2: nn::conv2d(p / "conv2", 32, 48, 5, Default::default()),
+                    bn2: nn::batch_norm2d(p / "bn2", 48, Default::default()),
+                }),
+                48 * 4 * 4,
+            ),
+            DigitsFormat::Rgb32 => (Generator::Dtn(Dtn::new(p)), Dtn::FEATURES),
+        }
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        match self {
+            Generator::Small(n) => n.forward_t(xs, train),
+            Generator::Dtn(n) => n.forward_t(xs, train),
+        }
+    }
+}
+
+/// C, C1, C2.
+#[derive(Debug)]
+struct Predictor {
+    fc1: nn::Linear,
+    bn1: nn::BatchNorm,
+    fc2: nn::Linear,
+    bn2: nn::BatchNorm,
+    out: nn::Linear,
+}
+
+impl Predictor {
+    fn new(p: &nn::Path, input: i64, classes: i64) -> Self {
+        Predictor {
+            fc1: nn::linear(p / "fc1", input, 100, Default::default()),
+            bn1: nn::batch_norm1d(p / "bn1", 100, Default::default()),
+            fc2: nn::linear(p / "fc2", 100, 100, Default::default()),
+            bn2: nn::batch_norm1d(p / "bn2", 100, Default::default()),
+            out: nn::linear(p / "out", 100, classes, Default::default()),
+        }
+    }
+}
+
+impl ModuleT for Predictor {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let x = self.bn1.forward_t(&self.fc1.forward(&xs.dropout(0.5, train)), train).relu();
+        let x = self.bn2.forward_t(&self.fc2.forward(&x.dropout(0.5, train)), train).relu();
+        self.out.forward(&x.dropout(0.5, train))
+    }
+}
+
+pub struct Dwl {
+    config: Config,
+    _stores: Vec<nn::VarStore>,
+    g: Generator,
+    c: Predictor,
+    c1: Predictor,
+    c2: Predictor,
+    d: nn::Sequential,
+    params: Parameters,
+    scope: Scope,
+    /// Optimisers of G, C, C1, C2, D.
+    opts: Vec<nn::Optimizer>,
+    balance: f64,
+    per_iteration_balance: bool,
+}
+
+const G: usize = 0;
+const C: usize = 1;
+const C1: usize = 2;
+const C2: usize = 3;
+const D: usize = 4;
+
+fn discrepancy(a: &Tensor, b: &Tensor) -> Tensor {
+    (a.softmax(1, Kind::Float) - b.softmax(1, Kind::Float)).abs().mean(Kind::Float)
+}
+
+fn bce(logits: &Tensor, target: f64) -> Tensor {
+    let t = logits.full_like(target);
+    logits.binary_cross_entropy_with_logits::<Tensor>(&t, None, None, Reduction::Mean)
+}
+
+impl Dwl {
+    pub fn new(config: Config, setup: &Setup) -> Result<Self> {
+        let stores: Vec<nn::VarStore> = (0..5).map(|_| nn::VarStore::new(setup.device)).collect();
+        let (g, features) = Generator::new(&stores[G].root(), setup.format);
+        let c = Predictor::new(&stores[C].root(), features, setup.classes);
+        let c1 = Predictor::new(&stores[C1].root(), features, setup.classes);
+        let c2 = Predictor::new(&stores[C2].root(), features, setup.classes);
+        let dp = stores[D].root();
+        let d = nn::seq()
+            .add(nn::linear(&dp / "fc1", features, 1024, Default::default()))
+            .add_fn(|x| x.relu())
+            .add(nn::linear(&dp / "fc2", 1024, 1024, Default::default()))
+            .add_fn(|x| x.relu())
+            .add(nn::linear(&dp / "out", 1024, 1, Default::default()));
+        let params = Parameters::from_stores(&[("G", &stores[G]), ("C", &stores[C]), ("C1", &stores[C1]), ("C2", &stores[C2]), ("D", &stores[D])]);
+        let scope = params.scope("generator", &["G/"])?;
+        let sgd = nn::Sgd { momentum: config.momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false };
+        let opts = stores.iter().map(|vs| sgd.build(vs, config.lr)).collect::<Result<Vec<_>, _>>()?;
+        let balance = config.initial_balance;
+        Ok(Dwl { config, _stores: stores, g, c, c1, c2, d, params, scope, opts, balance, per_iteration_balance: setup.source_is_svhn })
+    }
+
+    fn zero(&mut self, which: &[usize]) {
+        for &i in which {
+            self.opts[i].zero_grad();
+        }
+    }
+
+    fn step(&mut self, which: &[usize]) {
+        for &i in which {
+            self.opts[i].step();
+        }
+    }
+
+    /// T = A / (A + 1 − J) from features of labelled source and of target images.
+    fn estimate_balance(&self, fs: &Tensor, labels: &Tensor, ft: &Tensor) -> (f64, f64, f64) {
+        let normalise = |f: &Tensor| f / (f.norm_scalaropt_dim(2, [1], true) + 1e-8);
+        let mmd = (normalise(fs).mean_dim(0, false, Kind::Float) - normalise(ft).mean_dim(0, false, Kind::Float))
+            .square()
+            .sum(Kind::Float)
+            .double_value(&[]);
+        let a = mmd / (1.0 + mmd);
+        let mean = fs.mean_dim(0, true, Kind::Float);
+        let (mut between, mut within) = (0.0, 0.0);
+        let classes = labels.max().int64_value(&[]) + 1;
+        for k in 0..classes {
+            let mask = labels.eq(k);
+            let n = mask.sum(Kind::Float).double_value(&[]);
+            if n == 0.0 {
+                continue;
+            }
+            let fk = fs.index_select(0, &mask.nonzero().squeeze_dim(1));
+            let mk = fk.mean_dim(0, true, Kind::Float);
+            between += n * (&mk - &mean).square().sum(Kind::Float).double_value(&[]);
+            within += (&fk - &mk).square().sum(Kind::Float).double_value(&[]);
+        }
+        let j_raw = if within > 0.0 { between / within } else { 0.0 };
+        let j = j_raw / (1.0 + j_raw);
+        let t = if a + 1.0 - j > 0.0 { a / (a + 1.0 - j) } else { 0.5 };
+        (t.clamp(0.0, 1.0), a, j)
+    }
+}
+
+impl UdaMethod for Dwl {
+    fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<()> {
+        let cfg = self.config.clone();
+        // 1. Source cross-entropy steps.
+        for _ in 0..cfg.source_steps {
+            self.zero(&[G, C]);
+            let loss = self.c.forward_t(&self.g.forward_t(&batch.source, true), true).cross_entropy_for_logits(&batch.labels);
+            loss.f_backward()?;
+            self.step(&[G, C]);
+        }
+        // 2. Discriminator step.
+        self.zero(&[D]);
+        let fs = self.g.forward_t(&batch.source, true).detach();
+        let ft = self.g.forward_t(&batch.target, true).detach();
+        let d_loss = bce(&self.d.forward(&fs), 1.0) + bce(&self.d.forward(&ft), 0.0);
+        d_loss.f_backward()?;
+        self.step(&[D]);
+        // 3. Classifier step: fit the source, pull C1 and C2 apart on target.
+        self.zero(&[C, C1, C2]);
+        let c_loss = self.c.forward_t(&fs, true).cross_entropy_for_logits(&batch.labels)
+            + self.c1.forward_t(&fs, true).cross_entropy_for_logits(&batch.labels)
+            + self.c2.forward_t(&fs, true).cross_entropy_for_logits(&batch.labels)
+            - discrepancy(&self.c1.forward_t(&ft, true), &self.c2.forward_t(&ft, true));
+        c_loss.f_backward()?;
+        self.step(&[C, C1, C2]);
+        if self.per_iteration_balance {
+            self.balance = self.estimate_balance(&fs, &batch.labels, &ft).0;
+        }
+        // 4. Balance loop: G aligns (fools D) and makes the three predictors agree, harmonized.
+        let t = self.balance;
+        for _ in 0..cfg.balance_steps {
+            self.zero(&[G, C, C1, C2, D]);
+            let ft = self.g.forward_t(&batch.target, true);
+            let adversarial = bce(&self.d.forward(&ft), 1.0) * cfg.adversarial_weight;
+            let (p, p1, p2) = (self.c.forward_t(&ft, true), self.c1.forward_t(&ft, true), self.c2.forward_t(&ft, true));
+            let agreement = discrepancy(&p1, &p2) + discrepancy(&p, &p1) + discrepancy(&p, &p2);
+            ctx.log_loss("balance_adversarial", &adversarial);
+            ctx.log_loss("balance_discrepancy", &agreement);
+            let pair = LossPair::new(&adversarial, &agreement, &self.scope).with_coefficients(t, 1.0 - t);
+            ctx.backward(&self.params, &["balance"], &StepLosses { pairs: vec![pair], extra: None })?;
+            self.step(&[G]);
+        }
+        // 5. Pseudo-labels from the ensemble's confident target predictions.
+        self.zero(&[G, C]);
+        let ft = self.g.forward_t(&batch.target, true);
+        let logits = self.c.forward_t(&ft, true);
+        let ensemble = tch::no_grad(|| {
+            (logits.softmax(1, Kind::Float) + self.c1.forward_t(&ft, false).softmax(1, Kind::Float) + self.c2.forward_t(&ft, false).softmax(1, Kind::Float)) / 3.0
+        });
+        let (confidence, pseudo) = ensemble.max_dim(1, false);
+        let keep = confidence.gt(cfg.pseudo_label_threshold).nonzero().squeeze_dim(1);
+        if keep.size()[0] > 0 {
+            let loss = logits.index_select(0, &keep).cross_entropy_for_logits(&pseudo.index_select(0, &keep));
+            ctx.log_loss("pseudo_label", &loss);
+            loss.f_backward()?;
+            self.step(&[G, C]);
+        }
+        Ok(())
+    }
+
+    fn eval_heads(&self, images: &Tensor) -> HeadOutputs {
+        tch::no_grad(|| {
+            let f = self.g.forward_t(images, false);
+            let p = self.c.forward_t(&f, false).softmax(1, Kind::Float);
+            let p1 = self.c1.forward_t(&f, false).softmax(1, Kind::Float);
+            let p2 = self.c2.forward_t(&f, false).softmax(1, Kind::Float);
+            vec![
+                ("c1+c2".to_owned(), &p1 + &p2),
+                ("c+c1+c2".to_owned(), &p + &p1 + &p2),
+                ("c".to_owned(), p),
+                ("c1".to_owned(), p1),
+                ("c2".to_owned(), p2),
+            ]
+        })
+    }
+
+    fn end_epoch(&mut self, source: (&Tensor, &Tensor), target: &Tensor) -> Result<Vec<(String, f64)>> {
+        if self.per_iteration_balance {
+            return Ok(vec![("balance_T".into(), self.balance)]);
+        }
+        let (fs, ft) = tch::no_grad(|| (self.g.forward_t(source.0, false), self.g.forward_t(target, false)));
+        let (t, a, j) = self.estimate_balance(&fs, source.1, &ft);
+        self.balance = t;
+        Ok(vec![("balance_T".into(), t), ("balance_A".into(), a), ("balance_J".into(), j)])
+    }
+}

@@ -1,0 +1,137 @@
+//! GVB-GD (gradually vanishing bridge on generator and discriminator), as the paper runs it
+//! (protocols.md, "GVB"):
+//! - base network: features f = G(x) (source and target forwarded together), classifier C and
+//!   generator bridge B, both f → classes; logits = C(f) − B(f);
+//! - discriminator on the softmax, behind a gradient-reversal layer: C-h-ReLU-Drop-h-ReLU-Drop
+//!   with two outputs (adversarial a, discriminator bridge b); domain score sigmoid(a − b);
+//! - transfer loss: domain BCE weighted by exp(−H) (H through the reversal), normalised within
+//!   source and within target.
+//!
+//! Two harmonized pairs, both over the base network:
+//! A: L1 = transfer loss, L2 = source cross-entropy;  B: L1 = mean|B(f)| (generator bridge),
+//! L2 = mean|b| (discriminator bridge). Total `trade_off·w1·L_transfer + w2·L_cls +
+//! gvbg·w1'·L_gvbg + |gvbd|·w2'·L_gvbd`.
+
+use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, LrSchedule, Sgd};
+use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
+use crate::networks::grl::{grl_coefficient, reverse_gradient};
+use crate::networks::heads::LinearClassifier;
+use crate::networks::Backbone;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module, ModuleT};
+use tch::{Kind, Tensor};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub batch: usize,
+    pub sgd: Sgd,
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// Weight of the transfer loss (1).
+    pub trade_off: f64,
+    /// Weights of the generator and discriminator bridge magnitudes (1, 1).
+    pub gvbg_weight: f64,
+    pub gvbd_weight: f64,
+    pub discriminator_hidden: i64,
+    pub grl_max_iter: u64,
+}
+
+/// The GVB discriminator with its bridge output.
+#[derive(Debug)]
+struct BridgedDiscriminator {
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+    adversarial: nn::Linear,
+    bridge: nn::Linear,
+}
+
+impl BridgedDiscriminator {
+    fn new(p: &nn::Path, input: i64, hidden: i64) -> Self {
+        BridgedDiscriminator {
+            fc1: nn::linear(p / "fc1", input, hidden, Default::default()),
+            fc2: nn::linear(p / "fc2", hidden, hidden, Default::default()),
+            adversarial: nn::linear(p / "adversarial", hidden, 1, Default::default()),
+            bridge: nn::linear(p / "bridge", hidden, 1, Default::default()),
+        }
+    }
+
+    /// (adversarial logit, bridge).
+    fn forward(&self, xs: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let h = self.fc1.forward(xs).relu().dropout(0.5, train);
+        let h = self.fc2.forward(&h).relu().dropout(0.5, train);
+        (self.adversarial.forward(&h), self.bridge.forward(&h))
+    }
+}
+
+pub struct Gvb {
+    config: Config,
+    _stores: (nn::VarStore, nn::VarStore),
+    backbone: Backbone,
+    classifier: LinearClassifier,
+    bridge: LinearClassifier,
+    discriminator: BridgedDiscriminator,
+    params: Parameters,
+    scope: Scope,
+    opt_base: nn::Optimizer,
+    opt_disc: nn::Optimizer,
+}
+
+impl Gvb {
+    pub fn new(config: Config, setup: &Setup) -> Result<Self> {
+        let base = nn::VarStore::new(setup.device);
+        let disc = nn::VarStore::new(setup.device);
+        let backbone = Backbone::for_format(&(base.root() / "backbone"), setup.format);
+        let classifier = LinearClassifier::new(&(base.root() / "classifier"), backbone.features(), setup.classes);
+        let bridge = LinearClassifier::new(&(base.root() / "bridge"), backbone.features(), setup.classes);
+        let discriminator = BridgedDiscriminator::new(&disc.root(), setup.classes, config.discriminator_hidden);
+        let params = Parameters::from_stores(&[("base", &base), ("disc", &disc)]);
+        let scope = params.scope("base network", &["base/"])?;
+        let opt_base = config.sgd.build(&base)?;
+        let opt_disc = config.sgd.build(&disc)?;
+        Ok(Gvb { config, _stores: (base, disc), backbone, classifier, bridge, discriminator, params, scope, opt_base, opt_disc })
+    }
+
+    fn logits(&self, images: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let f = self.backbone.forward_t(images, train);
+        let focal = self.bridge.forward(&f);
+        (self.classifier.forward(&f) - &focal, focal)
+    }
+}
+
+impl UdaMethod for Gvb {
+    fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<()> {
+        let c = self.config.clone();
+        apply_schedule(&mut [(&mut self.opt_base, c.sgd.lr), (&mut self.opt_disc, c.sgd.lr)], &c.lr_schedule, ctx.iteration);
+        self.opt_base.zero_grad();
+        self.opt_disc.zero_grad();
+        let ns = batch.source.size()[0];
+        let (logits, focal) = self.logits(&Tensor::cat(&[&batch.source, &batch.target], 0), true);
+        let probs = logits.softmax(1, Kind::Float);
+        let cls = logits.narrow(0, 0, ns).cross_entropy_for_logits(&batch.labels);
+        let coeff = grl_coefficient(ctx.iteration, c.grl_max_iter);
+        let (adversarial, disc_bridge) = self.discriminator.forward(&reverse_gradient(&probs, coeff), true);
+        let weights = reverse_gradient(&entropy_per_sample(&probs), coeff).neg().exp();
+        let transfer = weighted_domain_bce(&(&adversarial - &disc_bridge), &weights, ns);
+        let gvbg = focal.abs().mean(Kind::Float);
+        let gvbd = disc_bridge.abs().mean(Kind::Float);
+        ctx.log_loss("cls", &cls);
+        ctx.log_loss("transfer", &transfer);
+        ctx.log_loss("gvbg", &gvbg);
+        ctx.log_loss("gvbd", &gvbd);
+        let pairs = vec![
+            LossPair::new(&transfer, &cls, &self.scope).with_coefficients(c.trade_off, 1.0),
+            LossPair::new(&gvbg, &gvbd, &self.scope).with_coefficients(c.gvbg_weight, c.gvbd_weight.abs()),
+        ];
+        ctx.backward(&self.params, &["transfer/cls", "gvbg/gvbd"], &StepLosses { pairs, extra: None })?;
+        self.opt_base.step();
+        self.opt_disc.step();
+        Ok(())
+    }
+
+    fn eval_heads(&self, images: &Tensor) -> HeadOutputs {
+        tch::no_grad(|| vec![("c".to_owned(), self.logits(images, false).0)])
+    }
+}

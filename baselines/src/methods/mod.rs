@@ -1,0 +1,227 @@
+//! The UDA baselines behind one trait. Each baseline owns its networks, optimisers and training
+//! step(s) and lives in one file; the harmonizer is passed in through [`StepContext`] and applied
+//! to the baseline's harmonized pair(s) (protocols.md says which, in which order, over which scope).
+//!
+//! Where the released code has a defect (protocols.md, "Known defects"), the baselines here do not
+//! reproduce it; each such choice is stated in the baseline's file and in the README.
+
+pub mod cdan;
+pub mod common;
+pub mod dwl;
+pub mod gvb;
+pub mod mcd;
+pub mod source_only;
+
+use crate::data::DigitsFormat;
+use crate::harmonizer::autograd::{backward_plain, backward_three_pass_reference, backward_two_pass, Parameters, StepLosses};
+use crate::harmonizer::{Harmonization, HarmonizationSummary, Harmonizer, Method as HarmonizerMethod};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tch::{Device, Tensor};
+
+/// The baselines of the digits protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MethodName {
+    SourceOnly,
+    Cdan,
+    Mcd,
+    Dwl,
+    Gvb,
+}
+
+impl MethodName {
+    pub const ALL: [MethodName; 5] = [MethodName::SourceOnly, MethodName::Cdan, MethodName::Mcd, MethodName::Dwl, MethodName::Gvb];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MethodName::SourceOnly => "source-only",
+            MethodName::Cdan => "cdan",
+            MethodName::Mcd => "mcd",
+            MethodName::Dwl => "dwl",
+            MethodName::Gvb => "gvb",
+        }
+    }
+
+    /// As the paper names it (CDAN means CDAN+E, GVB means GVB-GD).
+    pub fn paper_name(self) -> &'static str {
+        match self {
+            MethodName::SourceOnly => "Source only",
+            MethodName::Cdan => "CDAN",
+            MethodName::Mcd => "MCD",
+            MethodName::Dwl => "DWL",
+            MethodName::Gvb => "GVB",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<MethodName> {
+        MethodName::ALL
+            .into_iter()
+            .find(|m| m.name() == s.to_ascii_lowercase())
+            .ok_or_else(|| anyhow::anyhow!("unknown method '{s}': expected one of source-only, cdan, mcd, dwl, gvb"))
+    }
+
+    /// Whether the method has a harmonized pair at all.
+    pub fn harmonizes(self) -> bool {
+        self != MethodName::SourceOnly
+    }
+}
+
+impl std::fmt::Display for MethodName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which backward implementation harmonized steps use (identical gradients; see harmonizer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackwardPath {
+    #[default]
+    TwoPass,
+    /// The released code's shape, for timing comparisons.
+    ThreePass,
+}
+
+/// Hyperparameters of a baseline on a dataset, from the protocol file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum MethodConfig {
+    SourceOnly(source_only::Config),
+    Cdan(cdan::Config),
+    Mcd(mcd::Config),
+    Dwl(dwl::Config),
+    Gvb(gvb::Config),
+}
+
+impl MethodConfig {
+    pub fn name(&self) -> MethodName {
+        match self {
+            MethodConfig::SourceOnly(_) => MethodName::SourceOnly,
+            MethodConfig::Cdan(_) => MethodName::Cdan,
+            MethodConfig::Mcd(_) => MethodName::Mcd,
+            MethodConfig::Dwl(_) => MethodName::Dwl,
+            MethodConfig::Gvb(_) => MethodName::Gvb,
+        }
+    }
+
+    /// Source and target images per batch (each).
+    pub fn batch(&self) -> usize {
+        match self {
+            MethodConfig::SourceOnly(c) => c.batch,
+            MethodConfig::Cdan(c) => c.batch,
+            MethodConfig::Mcd(c) => c.batch,
+            MethodConfig::Dwl(c) => c.batch,
+            MethodConfig::Gvb(c) => c.batch,
+        }
+    }
+
+    /// Builds the method's networks and optimisers (initialised from torch's current seed).
+    pub fn build(&self, setup: &Setup) -> Result<Box<dyn UdaMethod>> {
+        Ok(match self {
+            MethodConfig::SourceOnly(c) => Box::new(source_only::SourceOnly::new(c.clone(), setup)?),
+            MethodConfig::Cdan(c) => Box::new(cdan::Cdan::new(c.clone(), setup)?),
+            MethodConfig::Mcd(c) => Box::new(mcd::Mcd::new(c.clone(), setup)?),
+            MethodConfig::Dwl(c) => Box::new(dwl::Dwl::new(c.clone(), setup)?),
+            MethodConfig::Gvb(c) => Box::new(gvb::Gvb::new(c.clone(), setup)?),
+        })
+    }
+}
+
+/// What a method is built for.
+#[derive(Clone, Copy, Debug)]
+pub struct Setup {
+    pub device: Device,
+    pub format: DigitsFormat,
+    pub classes: i64,
+    pub total_iters: u64,
+    /// DWL updates its balance weight per iteration when the source is SVHN.
+    pub source_is_svhn: bool,
+}
+
+/// A labelled source batch and an unlabelled target batch.
+pub struct Batch {
+    pub source: Tensor,
+    pub labels: Tensor,
+    pub target: Tensor,
+}
+
+/// Logits (or scores) of each evaluated head, as the method reports them.
+pub type HeadOutputs = Vec<(String, Tensor)>;
+
+pub trait UdaMethod {
+    /// One training iteration (which may hold several optimiser steps, as in MCD and DWL).
+    fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<()>;
+
+    /// Scores of every head for a batch of target images, in evaluation mode, without gradients.
+    /// The reported accuracy is the maximum over heads (MCD, DWL); each head is recorded too.
+    fn eval_heads(&self, images: &Tensor) -> HeadOutputs;
+
+    /// Called at the end of each epoch with samples of source (images, labels) and target
+    /// images: DWL re-estimates its balance weight here. Returns named quantities to record.
+    fn end_epoch(&mut self, _source: (&Tensor, &Tensor), _target: &Tensor) -> Result<Vec<(String, f64)>> {
+        Ok(Vec::new())
+    }
+}
+
+/// The harmonizer and the bookkeeping of one training iteration.
+pub struct StepContext {
+    pub harmonizer: Harmonizer,
+    pub backward_path: BackwardPath,
+    pub iteration: u64,
+    /// Record this step's telemetry (and, for `none`, measure it with two backward passes).
+    pub measure: bool,
+    /// Per-pair records of this step, kept when `measure` is set.
+    pub records: Vec<(String, Harmonization)>,
+    /// Loss values of this step, kept when `measure` is set.
+    pub losses: Vec<(String, f64)>,
+    /// Per-pair counts over the run: every harmonized step (all steps of GH / GH++ runs; the
+    /// measured steps of `none` runs).
+    pub summary: BTreeMap<String, HarmonizationSummary>,
+}
+
+impl StepContext {
+    pub fn new(harmonizer: Harmonizer, backward_path: BackwardPath) -> Self {
+        StepContext { harmonizer, backward_path, iteration: 0, measure: false, records: Vec::new(), losses: Vec::new(), summary: BTreeMap::new() }
+    }
+
+    /// Starts iteration `i`.
+    pub fn begin(&mut self, iteration: u64, measure: bool) {
+        self.iteration = iteration;
+        self.measure = measure;
+        self.records.clear();
+        self.losses.clear();
+    }
+
+    /// The one place where a method's harmonized losses are differentiated: a plain backward for
+    /// `none` when nothing is measured, else two passes (or the reference three) with the records
+    /// kept under `labels` (one per pair).
+    pub fn backward(&mut self, params: &Parameters, labels: &[&str], losses: &StepLosses) -> Result<()> {
+        if labels.len() != losses.pairs.len() {
+            bail!("internal: {} pair labels for {} pairs", labels.len(), losses.pairs.len());
+        }
+        if self.harmonizer.method() == HarmonizerMethod::None && !self.measure {
+            backward_plain(losses)?;
+            return Ok(());
+        }
+        let records = match self.backward_path {
+            BackwardPath::TwoPass => backward_two_pass(&self.harmonizer, params, losses)?,
+            BackwardPath::ThreePass => backward_three_pass_reference(&self.harmonizer, params, losses)?,
+        };
+        for (label, record) in labels.iter().zip(records) {
+            self.summary.entry((*label).to_owned()).or_default().add(&record);
+            if self.measure {
+                self.records.push(((*label).to_owned(), record));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps a loss value for the telemetry (only when measuring: reading it syncs the device).
+    pub fn log_loss(&mut self, name: &str, value: &Tensor) {
+        if self.measure {
+            self.losses.push((name.to_owned(), value.double_value(&[])));
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Source only: the backbone and a linear classifier trained on labelled source data. No
+//! adaptation, nothing to harmonize; the lower bound every baseline is compared with.
+
+use super::common::{apply_schedule, LrSchedule, Sgd};
+use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use crate::networks::heads::LinearClassifier;
+use crate::networks::Backbone;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module, ModuleT};
+use tch::Tensor;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub batch: usize,
+    pub sgd: Sgd,
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+}
+
+pub struct SourceOnly {
+    config: Config,
+    _vs: nn::VarStore,
+    backbone: Backbone,
+    classifier: LinearClassifier,
+    opt: nn::Optimizer,
+}
+
+impl SourceOnly {
+    pub fn new(config: Config, setup: &Setup) -> Result<Self> {
+        let vs = nn::VarStore::new(setup.device);
+        let backbone = Backbone::for_format(&(vs.root() / "backbone"), setup.format);
+        let classifier = LinearClassifier::new(&(vs.root() / "classifier"), backbone.features(), setup.classes);
+        let opt = config.sgd.build(&vs)?;
+        Ok(SourceOnly { config, _vs: vs, backbone, classifier, opt })
+    }
+}
+
+impl UdaMethod for SourceOnly {
+    fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<()> {
+        apply_schedule(&mut [(&mut self.opt, self.config.sgd.lr)], &self.config.lr_schedule, ctx.iteration);
+        self.opt.zero_grad();
+        let logits = self.classifier.forward(&self.backbone.forward_t(&batch.source, true));
+        let loss = logits.cross_entropy_for_logits(&batch.labels);
+        ctx.log_loss("cls", &loss);
+        loss.f_backward()?;
+        self.opt.step();
+        Ok(())
+    }
+
+    fn eval_heads(&self, images: &Tensor) -> HeadOutputs {
+        tch::no_grad(|| vec![("c".to_owned(), self.classifier.forward(&self.backbone.forward_t(images, false)))])
+    }
+}

@@ -1,0 +1,299 @@
+//! The one training loop every baseline runs through: seeded initialisation and data order,
+//! harmonizer telemetry every k-th step, periodic evaluation on the target test split, epoch
+//! timing, and a summary. What happens is reported to a [`RunObserver`] (the JSON-lines run
+//! record in [`crate::record`]).
+
+use crate::data::{BatchSampler, DigitsTask, SplitStandIns, TaskData};
+use crate::harmonizer::{Harmonization, HarmonizationSummary, Harmonizer};
+use crate::methods::common::accuracy;
+use crate::methods::{BackwardPath, Batch, MethodConfig, Setup, StepContext, UdaMethod};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tch::{Device, Tensor};
+
+/// How long a run trains and how often it is evaluated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub iterations: u64,
+    pub iters_per_epoch: u64,
+    /// Evaluate on the target test split every this many iterations (and after the last).
+    pub eval_every: u64,
+}
+
+/// Everything that determines a run's result (the device aside): the full configuration that is
+/// recorded with it and, in the grid, hashed into its directory name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    pub task: DigitsTask,
+    pub seed: u64,
+    pub method: MethodConfig,
+    pub harmonizer: Harmonizer,
+    pub schedule: Schedule,
+    /// Splits standing in for unavailable train splits (deviations, recorded).
+    #[serde(default)]
+    pub stand_ins: SplitStandIns,
+    /// Record harmonizer telemetry every k-th iteration (1 = every iteration).
+    pub telemetry_every: u64,
+    #[serde(default)]
+    pub backward: BackwardPath,
+}
+
+impl RunSpec {
+    pub fn validate(&self) -> Result<()> {
+        let s = &self.schedule;
+        if s.iterations == 0 || s.iters_per_epoch == 0 || s.eval_every == 0 || self.telemetry_every == 0 {
+            bail!("iterations, iters_per_epoch, eval_every and telemetry_every must be positive");
+        }
+        if !self.method.name().harmonizes() && self.harmonizer.method() != crate::harmonizer::Method::None {
+            bail!("{} has no harmonized pair: run it with harmonizer none", self.method.name());
+        }
+        Ok(())
+    }
+}
+
+/// A seed derived from the task, the run's seed and a purpose only: never from the method or the
+/// harmonizer, so that none / GH / GH++ runs of one seed share initialisation and data order.
+pub fn derive_seed(task: &DigitsTask, seed: u64, purpose: &str) -> u64 {
+    let digest = Sha256::digest(format!("{}|{seed}|{purpose}", task.name()).as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().unwrap())
+}
+
+/// Receives what happens during a run.
+pub trait RunObserver {
+    fn telemetry(&mut self, _iteration: u64, _records: &[(String, Harmonization)], _losses: &[(String, f64)]) -> Result<()> {
+        Ok(())
+    }
+    fn epoch(&mut self, _epoch: u64, _iteration: u64, _train_seconds: f64, _extra: &[(String, f64)]) -> Result<()> {
+        Ok(())
+    }
+    fn evaluation(&mut self, _eval: &Evaluation) -> Result<()> {
+        Ok(())
+    }
+    /// Called after every iteration (progress bars).
+    fn progress(&mut self, _iteration: u64) {}
+}
+
+/// Observer that ignores everything.
+pub struct NoObserver;
+impl RunObserver for NoObserver {}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Iterations done when evaluated.
+    pub iteration: u64,
+    pub epoch: f64,
+    /// Accuracy of each head on the target test split.
+    pub heads: BTreeMap<String, f64>,
+    /// The reported accuracy: the best head (MCD: max(F1, F2); DWL: max over its five).
+    pub accuracy: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairSummary {
+    /// Steps whose dot products were measured (every harmonized step for GH / GH++; the
+    /// telemetry steps for `none`).
+    pub measured_steps: u64,
+    /// Fraction of measured steps with d < 0.
+    pub conflict_rate: Option<f64>,
+    pub mean_w1_in_conflict: Option<f64>,
+    pub mean_w2_in_conflict: Option<f64>,
+    pub mean_cos: Option<f64>,
+    pub clamped_steps: u64,
+}
+
+impl From<&HarmonizationSummary> for PairSummary {
+    fn from(s: &HarmonizationSummary) -> Self {
+        let w = s.mean_weights_in_conflict();
+        PairSummary {
+            measured_steps: s.measured_steps,
+            conflict_rate: s.conflict_rate(),
+            mean_w1_in_conflict: w.map(|w| w.0),
+            mean_w2_in_conflict: w.map(|w| w.1),
+            mean_cos: (s.measured_steps > 0).then(|| s.sum_cos / s.measured_steps as f64),
+            clamped_steps: s.clamps,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum RunStatus {
+    Completed,
+    /// A loss, a harmonizer weight or the network's outputs became non-finite: training stopped
+    /// there. The run is a result (reported as diverged), not an error.
+    Diverged { iteration: u64, reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    #[serde(flatten)]
+    pub status: RunStatus,
+    /// Iterations trained.
+    pub iterations: u64,
+    /// Accuracy after the last iteration (none when diverged).
+    pub final_accuracy: Option<f64>,
+    pub final_heads: BTreeMap<String, f64>,
+    /// Best accuracy over all evaluations: oracle selection on target test labels, reported by
+    /// the released code for CDAN, GVB, MCD and DWL. Labelled as such everywhere. None when
+    /// diverged.
+    pub best_accuracy_oracle: Option<f64>,
+    pub best_iteration: Option<u64>,
+    /// Training time only (evaluation excluded).
+    pub train_seconds: f64,
+    pub seconds_per_epoch: f64,
+    pub seconds_per_100_steps: f64,
+    pub harmonization: BTreeMap<String, PairSummary>,
+}
+
+/// Trains `spec` on `data` and evaluates it.
+pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn RunObserver) -> Result<RunSummary> {
+    spec.validate()?;
+    let classes = 10;
+    tch::manual_seed(derive_seed(&spec.task, spec.seed, "init") as i64);
+    let setup = Setup {
+        device,
+        format: spec.task.format(),
+        classes,
+        total_iters: spec.schedule.iterations,
+        source_is_svhn: spec.task.source == crate::data::Domain::Svhn,
+    };
+    let mut method: Box<dyn UdaMethod> = spec.method.build(&setup)?;
+    let batch = spec.method.batch();
+    let mut source_order = BatchSampler::new(data.source_train.len() as usize, batch, derive_seed(&spec.task, spec.seed, "source-order"));
+    let mut target_order = BatchSampler::new(data.target_train.len() as usize, batch, derive_seed(&spec.task, spec.seed, "target-order"));
+    // Fixed samples for DWL's per-epoch statistics.
+    let mut stats_order = BatchSampler::new(data.source_train.len() as usize, 1000, derive_seed(&spec.task, spec.seed, "stats"));
+    let mut stats_target = BatchSampler::new(data.target_train.len() as usize, 1000, derive_seed(&spec.task, spec.seed, "stats-target"));
+
+    let mut ctx = StepContext::new(spec.harmonizer, spec.backward);
+    let mut evaluations: Vec<Evaluation> = Vec::new();
+    let mut train_seconds = 0.0;
+    let mut epoch_seconds = Vec::new();
+    let mut epoch_clock = 0.0;
+    let mut status = RunStatus::Completed;
+    let mut trained = 0;
+    let s = &spec.schedule;
+    for it in 0..s.iterations {
+        let started = Instant::now();
+        let measure = it % spec.telemetry_every == 0;
+        ctx.begin(it, measure);
+        let (source, labels) = source_order.next_batch(&data.source_train);
+        let (target, _) = target_order.next_batch(&data.target_train);
+        method.train_step(&mut ctx, &Batch { source, labels, target })?;
+        if measure {
+            observer.telemetry(it, &ctx.records, &ctx.losses)?;
+            if let Some(reason) = non_finite(&ctx) {
+                status = RunStatus::Diverged { iteration: it, reason };
+                break;
+            }
+        }
+        sync(device);
+        let elapsed = started.elapsed().as_secs_f64();
+        train_seconds += elapsed;
+        epoch_clock += elapsed;
+        let done = it + 1;
+        trained = done;
+        if done % s.iters_per_epoch == 0 {
+            let epoch = done / s.iters_per_epoch;
+            let (xs, ys) = stats_order.next_batch(&data.source_train);
+            let (xt, _) = stats_target.next_batch(&data.target_train);
+            let extra = method.end_epoch((&xs, &ys), &xt)?;
+            observer.epoch(epoch, done, epoch_clock, &extra)?;
+            epoch_seconds.push(epoch_clock);
+            epoch_clock = 0.0;
+        }
+        if done % s.eval_every == 0 || done == s.iterations {
+            let heads = match evaluate(method.as_ref(), &data.target_test.images, &data.target_test.labels) {
+                Ok(h) => h,
+                Err(reason) => {
+                    status = RunStatus::Diverged { iteration: done, reason };
+                    break;
+                }
+            };
+            let accuracy = heads.values().cloned().fold(f64::NAN, f64::max);
+            let eval = Evaluation { iteration: done, epoch: done as f64 / s.iters_per_epoch as f64, heads, accuracy };
+            observer.evaluation(&eval)?;
+            evaluations.push(eval);
+        }
+        observer.progress(done);
+    }
+    let completed = status == RunStatus::Completed;
+    let last = evaluations.last().filter(|_| completed);
+    let best = evaluations.iter().filter(|_| completed).max_by(|a, b| a.accuracy.total_cmp(&b.accuracy));
+    let seconds_per_epoch = if epoch_seconds.is_empty() {
+        train_seconds / trained.max(1) as f64 * s.iters_per_epoch as f64
+    } else {
+        epoch_seconds.iter().sum::<f64>() / epoch_seconds.len() as f64
+    };
+    Ok(RunSummary {
+        status,
+        iterations: trained,
+        final_accuracy: last.map(|e| e.accuracy),
+        final_heads: last.map(|e| e.heads.clone()).unwrap_or_default(),
+        best_accuracy_oracle: best.map(|e| e.accuracy),
+        best_iteration: best.map(|e| e.iteration),
+        train_seconds,
+        seconds_per_epoch,
+        seconds_per_100_steps: train_seconds / trained.max(1) as f64 * 100.0,
+        harmonization: ctx.summary.iter().map(|(k, v)| (k.clone(), PairSummary::from(v))).collect(),
+    })
+}
+
+/// Why this step's measurements show divergence, if they do.
+fn non_finite(ctx: &StepContext) -> Option<String> {
+    if let Some((name, v)) = ctx.losses.iter().find(|(_, v)| !v.is_finite()) {
+        return Some(format!("loss '{name}' is {v}"));
+    }
+    ctx.records
+        .iter()
+        .find(|(_, h)| !(h.w1.is_finite() && h.w2.is_finite() && h.d.is_finite()))
+        .map(|(pair, h)| format!("pair '{pair}': d = {}, w1 = {}, w2 = {}", h.d, h.w1, h.w2))
+}
+
+/// Accuracy of every head over `images` in chunks; an error (the divergence reason) when a head's
+/// scores are not finite.
+pub fn evaluate(method: &dyn UdaMethod, images: &Tensor, labels: &Tensor) -> std::result::Result<BTreeMap<String, f64>, String> {
+    let n = labels.size()[0];
+    let mut correct: BTreeMap<String, f64> = BTreeMap::new();
+    let chunk = 1000;
+    let mut start = 0;
+    while start < n {
+        let len = chunk.min(n - start);
+        let x = images.narrow(0, start, len);
+        let y = labels.narrow(0, start, len);
+        for (head, scores) in method.eval_heads(&x) {
+            if !bool::try_from(scores.isfinite().all()).unwrap_or(false) {
+                return Err(format!("head '{head}' outputs non-finite scores"));
+            }
+            *correct.entry(head).or_default() += accuracy(&scores, &y) * len as f64;
+        }
+        start += len;
+    }
+    Ok(correct.into_iter().map(|(k, v)| (k, v / n as f64)).collect())
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Sentence per deviation of this run from the paper's protocol, recorded with it.
+pub fn deviations(spec: &RunSpec, data: &TaskData) -> Vec<String> {
+    let mut out = data.deviations.clone();
+    if spec.harmonizer.method() == crate::harmonizer::Method::GhPlusPlus && spec.harmonizer.rule() != crate::harmonizer::GhppRule::Released {
+        out.push(format!("GH++ uses the {} rule, not the released one", spec.harmonizer.rule().name()));
+    }
+    out
+}
+
+/// The stand-ins as `domain=split` strings (for logs).
+pub fn describe_stand_ins(stand_ins: &SplitStandIns) -> Vec<String> {
+    stand_ins.iter().map(|(d, s)| format!("{}={}", d.name(), s.name())).collect()
+}

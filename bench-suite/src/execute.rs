@@ -1,0 +1,68 @@
+//! Executes one run: loads the task's data, trains, writes the run record. Used by `run-one` and
+//! by every cell of the grid.
+
+use anyhow::{Context, Result};
+use baselines::data::{load_task, TaskData};
+use baselines::record::{JsonlRecorder, RunContext, Tee};
+use baselines::train::{self, Evaluation, RunObserver, RunSpec, RunSummary};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+/// Shows a run's progress: iterations, ETA, the last evaluation.
+pub struct ProgressObserver {
+    bar: ProgressBar,
+}
+
+impl ProgressObserver {
+    pub fn new(total: u64, label: &str, visible: bool) -> Self {
+        let bar = if visible { ProgressBar::new(total) } else { ProgressBar::hidden() };
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} it, {per_sec}, ETA {eta} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(label.to_owned());
+        ProgressObserver { bar }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl RunObserver for ProgressObserver {
+    fn evaluation(&mut self, eval: &Evaluation) -> Result<()> {
+        self.bar.set_message(format!("target acc {:.2}% @ {}", 100.0 * eval.accuracy, eval.iteration));
+        Ok(())
+    }
+
+    fn progress(&mut self, iteration: u64) {
+        self.bar.set_position(iteration);
+    }
+}
+
+/// Loads the data of a run (a spec's task and stand-ins).
+pub fn load_data(spec: &RunSpec, data_root: &Path, device: Device) -> Result<TaskData> {
+    load_task(data_root, spec.task, &spec.stand_ins, device)
+        .with_context(|| format!("loading the data of {} from {}", spec.task.short_name(), data_root.display()))
+}
+
+/// Trains `spec` and leaves its record in `out_dir/run.jsonl` (complete runs only).
+pub fn execute(spec: &RunSpec, data: &TaskData, data_root: &Path, device: Device, out_dir: &Path, progress: &mut dyn RunObserver) -> Result<(RunSummary, PathBuf)> {
+    let context = RunContext {
+        device: baselines::device::describe(device),
+        torch_threads: tch::get_num_threads(),
+        data_root: data_root.display().to_string(),
+        source_train: data.source_train.description.clone(),
+        target_train: data.target_train.description.clone(),
+        target_test: data.target_test.description.clone(),
+        deviations: train::deviations(spec, data),
+        suite_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    };
+    let mut recorder = JsonlRecorder::create(out_dir, spec, &context)?;
+    let summary = train::run(spec, data, device, &mut Tee(&mut recorder, progress))?;
+    let path = recorder.finish(&summary)?;
+    Ok((summary, path))
+}

@@ -1,0 +1,215 @@
+//! Profiles of the protocol file and the grid of cells they expand to.
+
+use crate::protocol::Protocol;
+use anyhow::{bail, Context, Result};
+use baselines::data::{Domain, Split, SplitStandIns};
+use baselines::harmonizer::{GhppRule, Harmonizer, Method};
+use baselines::methods::{BackwardPath, MethodName};
+use baselines::train::{RunSpec, Schedule};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// A `[profiles.<name>]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileEntry {
+    pub description: String,
+    /// Datasets whose tasks the profile runs.
+    pub datasets: Vec<String>,
+    /// A subset of those datasets' tasks (default: all of them).
+    #[serde(default)]
+    pub tasks: Option<Vec<String>>,
+    /// Default: the protocol's baselines.
+    #[serde(default)]
+    pub baselines: Option<Vec<String>>,
+    /// Default: the protocol's harmonizers.
+    #[serde(default)]
+    pub harmonizers: Option<Vec<String>>,
+    /// GH++ trade-offs to run (default: the paper's 0.5).
+    #[serde(default)]
+    pub alphas: Option<Vec<f64>>,
+    #[serde(default)]
+    pub ghpp_rule: Option<GhppRule>,
+    /// Default: the protocol's seeds.
+    #[serde(default)]
+    pub seeds: Option<Vec<u64>>,
+    /// Splits standing in for unavailable train splits, e.g. `{ usps = "test" }` (deviations).
+    #[serde(default)]
+    pub stand_ins: BTreeMap<String, String>,
+    #[serde(default = "default_telemetry_every")]
+    pub telemetry_every: u64,
+    /// Reduced schedules per baseline (deviations from the paper's, recorded with each cell).
+    #[serde(default)]
+    pub schedule: BTreeMap<String, Schedule>,
+    /// Hyperparameter overrides per baseline (deviations, recorded with each cell).
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, toml::Table>,
+    /// Whether the profile needs a CUDA device.
+    #[serde(default)]
+    pub requires_cuda: bool,
+}
+
+fn default_telemetry_every() -> u64 {
+    10
+}
+
+impl ProfileEntry {
+    pub fn validate(&self, protocol: &Protocol) -> Result<()> {
+        for d in &self.datasets {
+            if !protocol.datasets.contains_key(d) {
+                bail!("dataset '{d}' is not in [datasets]");
+            }
+        }
+        if let Some(tasks) = &self.tasks {
+            for t in tasks {
+                if !self.datasets.iter().any(|d| protocol.datasets[d].tasks.contains(t)) {
+                    bail!("task '{t}' is not a task of {:?}", self.datasets);
+                }
+            }
+        }
+        for b in self.baselines.iter().flatten().chain(self.schedule.keys()).chain(self.hyperparameters.keys()) {
+            if !protocol.baselines.contains(b) && MethodName::parse(b).is_err() {
+                bail!("baseline '{b}' is not in the protocol's baselines");
+            }
+        }
+        for h in self.harmonizers.iter().flatten() {
+            h.parse::<Method>()?;
+        }
+        for &a in self.alphas.iter().flatten() {
+            Harmonizer::gh_plus_plus(a, GhppRule::Released)?;
+        }
+        for (d, s) in &self.stand_ins {
+            Domain::parse(d)?;
+            Split::parse(s)?;
+        }
+        if self.telemetry_every == 0 {
+            bail!("telemetry_every must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// One run of the grid.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub dataset: String,
+    pub task: String,
+    pub spec: Option<RunSpec>,
+    /// Why the cell cannot run in this build (dataset pipeline not implemented).
+    pub unsupported: Option<String>,
+    pub baseline: String,
+    pub harmonizer_label: String,
+    pub seed: u64,
+}
+
+/// Expands a profile into its cells, in a stable order.
+pub fn cells(protocol: &Protocol, profile_name: &str) -> Result<Vec<Cell>> {
+    let profile = protocol
+        .profiles
+        .get(profile_name)
+        .with_context(|| format!("unknown profile '{profile_name}'; the protocol has: {}", protocol.profiles.keys().cloned().collect::<Vec<_>>().join(", ")))?;
+    let baselines = profile.baselines.clone().unwrap_or_else(|| protocol.baselines.clone());
+    let harmonizer_names = profile.harmonizers.clone().unwrap_or_else(|| protocol.harmonizers.clone());
+    let seeds = profile.seeds.clone().unwrap_or_else(|| protocol.seeds.clone());
+    let alphas = profile.alphas.clone().unwrap_or_else(|| vec![Harmonizer::DEFAULT_ALPHA]);
+    let rule = profile.ghpp_rule.unwrap_or_default();
+    let mut harmonizers = Vec::new();
+    for h in &harmonizer_names {
+        match h.parse::<Method>()? {
+            Method::GhPlusPlus => {
+                for &a in &alphas {
+                    harmonizers.push(Harmonizer::gh_plus_plus(a, rule)?);
+                }
+            }
+            Method::Gh => harmonizers.push(Harmonizer::gh()),
+            Method::None => harmonizers.push(Harmonizer::none()),
+        }
+    }
+    let mut stand_ins = SplitStandIns::new();
+    for (d, s) in &profile.stand_ins {
+        stand_ins.insert(Domain::parse(d)?, Split::parse(s)?);
+    }
+    let mut out = Vec::new();
+    for dataset in &profile.datasets {
+        let entry = &protocol.datasets[dataset];
+        let tasks: Vec<&String> = entry.tasks.iter().filter(|t| profile.tasks.as_ref().is_none_or(|sel| sel.contains(t))).collect();
+        for task in tasks {
+            for baseline in &baselines {
+                for harmonizer in &harmonizers {
+                    for &seed in &seeds {
+                        let mut cell = Cell {
+                            dataset: dataset.clone(),
+                            task: task.clone(),
+                            spec: None,
+                            unsupported: None,
+                            baseline: baseline.clone(),
+                            harmonizer_label: harmonizer.label(),
+                            seed,
+                        };
+                        match run_spec(protocol, profile, dataset, task, baseline, *harmonizer, seed, &stand_ins) {
+                            Ok(spec) => cell.spec = Some(spec),
+                            Err(why) => cell.unsupported = Some(format!("{why:#}")),
+                        }
+                        out.push(cell);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_spec(
+    protocol: &Protocol,
+    profile: &ProfileEntry,
+    dataset: &str,
+    task: &str,
+    baseline: &str,
+    harmonizer: Harmonizer,
+    seed: u64,
+    stand_ins: &SplitStandIns,
+) -> Result<RunSpec> {
+    if dataset != "digits" {
+        bail!("{dataset} needs the ImageNet-pretrained ResNet / ViT pipeline, which this build does not have yet");
+    }
+    let method = MethodName::parse(baseline).map_err(|_| anyhow::anyhow!("baseline '{baseline}' is not implemented yet"))?;
+    let task_spec = baselines::data::DigitsTask::parse(task)?;
+    let mut config = protocol.method_config(dataset, method, Some(task))?;
+    if let Some(overrides) = profile.hyperparameters.get(baseline) {
+        config = override_config(&config, overrides).with_context(|| format!("profile hyperparameters.{baseline}"))?;
+    }
+    let schedule = match profile.schedule.get(baseline) {
+        Some(s) => s.clone(),
+        None => protocol.schedule(dataset, method)?,
+    };
+    let stand_ins: SplitStandIns = stand_ins
+        .iter()
+        .filter(|(d, _)| **d == task_spec.source || **d == task_spec.target)
+        .map(|(d, s)| (*d, *s))
+        .collect();
+    let spec = RunSpec {
+        task: task_spec,
+        seed,
+        method: config,
+        harmonizer,
+        schedule,
+        stand_ins,
+        telemetry_every: profile.telemetry_every,
+        backward: BackwardPath::TwoPass,
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// Applies `overrides` (keys of the method's table) to a method configuration.
+pub fn override_config(config: &baselines::methods::MethodConfig, overrides: &toml::Table) -> Result<baselines::methods::MethodConfig> {
+    let mut table = toml::Table::try_from(config)?;
+    for (k, v) in overrides {
+        if !table.contains_key(k) {
+            bail!("'{k}' overrides nothing (keys: {})", table.keys().cloned().collect::<Vec<_>>().join(", "));
+        }
+        table.insert(k.clone(), v.clone());
+    }
+    Ok(toml::Value::Table(table).try_into()?)
+}

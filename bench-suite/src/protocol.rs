@@ -1,0 +1,190 @@
+//! The protocol file (`bench-suite/protocol.toml`, embedded; `--protocol` overrides): datasets and
+//! tasks, baselines, harmonizers, seeds, hyperparameters, schedules and profiles.
+
+use anyhow::{bail, Context, Result};
+use baselines::methods::{MethodConfig, MethodName};
+use baselines::train::Schedule;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const EMBEDDED: &str = include_str!("../protocol.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetEntry {
+    pub paper_table: String,
+    pub domains: BTreeMap<String, String>,
+    pub tasks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProtocolFile {
+    version: u32,
+    baselines: Vec<String>,
+    harmonizers: Vec<String>,
+    seeds: Vec<u64>,
+    datasets: BTreeMap<String, DatasetEntry>,
+    #[serde(default)]
+    hyperparameters: BTreeMap<String, BTreeMap<String, toml::Table>>,
+    #[serde(default)]
+    schedule: BTreeMap<String, BTreeMap<String, Schedule>>,
+    #[serde(default)]
+    profiles: BTreeMap<String, crate::grid::ProfileEntry>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Protocol {
+    pub origin: String,
+    pub baselines: Vec<String>,
+    pub harmonizers: Vec<String>,
+    pub seeds: Vec<u64>,
+    pub datasets: BTreeMap<String, DatasetEntry>,
+    hyperparameters: BTreeMap<String, BTreeMap<String, toml::Table>>,
+    schedule: BTreeMap<String, BTreeMap<String, Schedule>>,
+    pub profiles: BTreeMap<String, crate::grid::ProfileEntry>,
+}
+
+impl Protocol {
+    pub fn embedded() -> Result<Protocol> {
+        Protocol::parse(EMBEDDED, "bench-suite/protocol.toml (embedded)")
+    }
+
+    pub fn load(path: &Path) -> Result<Protocol> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading protocol {}", path.display()))?;
+        Protocol::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Protocol> {
+        let f: ProtocolFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        if f.version != 1 {
+            bail!("{origin}: version {} is not supported (expected 1)", f.version);
+        }
+        let p = Protocol {
+            origin: origin.to_owned(),
+            baselines: f.baselines,
+            harmonizers: f.harmonizers,
+            seeds: f.seeds,
+            datasets: f.datasets,
+            hyperparameters: f.hyperparameters,
+            schedule: f.schedule,
+            profiles: f.profiles,
+        };
+        p.validate().with_context(|| format!("{origin}: invalid protocol"))?;
+        Ok(p)
+    }
+
+    fn validate(&self) -> Result<()> {
+        for h in &self.harmonizers {
+            h.parse::<baselines::harmonizer::Method>()?;
+        }
+        for (name, d) in &self.datasets {
+            for t in &d.tasks {
+                let (a, b) = t.split_once('-').with_context(|| format!("datasets.{name}: task '{t}' is not <source>-<target>"))?;
+                for letter in [a, b] {
+                    if !d.domains.contains_key(letter) {
+                        bail!("datasets.{name}: task '{t}' uses domain '{letter}', not among {:?}", d.domains.keys().collect::<Vec<_>>());
+                    }
+                }
+            }
+        }
+        // Every hyperparameter set, and every per-task override, must build a method config.
+        for (dataset, methods) in &self.hyperparameters {
+            let entry = self.datasets.get(dataset).with_context(|| format!("hyperparameters.{dataset}: unknown dataset"))?;
+            for (method, table) in methods {
+                let name = MethodName::parse(method).with_context(|| format!("hyperparameters.{dataset}.{method}"))?;
+                self.method_config(dataset, name, None)?;
+                if let Some(tasks) = table.get("tasks").and_then(|t| t.as_table()) {
+                    for task in tasks.keys() {
+                        if !entry.tasks.contains(task) {
+                            bail!("hyperparameters.{dataset}.{method}.tasks.{task}: unknown task of {dataset}");
+                        }
+                        self.method_config(dataset, name, Some(task))?;
+                    }
+                }
+                if self.schedule.get(dataset).and_then(|s| s.get(method)).is_none() {
+                    bail!("hyperparameters.{dataset}.{method} has no [schedule.{dataset}.{method}]");
+                }
+            }
+        }
+        for (name, profile) in &self.profiles {
+            profile.validate(self).with_context(|| format!("profiles.{name}"))?;
+        }
+        Ok(())
+    }
+
+    /// All tasks of the protocol as (dataset, task id), in file order within each dataset.
+    pub fn all_tasks(&self) -> Vec<(String, String)> {
+        self.datasets.iter().flat_map(|(d, e)| e.tasks.iter().map(move |t| (d.clone(), t.clone()))).collect()
+    }
+
+    /// The hyperparameters of `method` on `dataset`, with the task's overrides applied.
+    pub fn method_config(&self, dataset: &str, method: MethodName, task: Option<&str>) -> Result<MethodConfig> {
+        let at = format!("{}: hyperparameters.{dataset}.{}", self.origin, method.name());
+        let base = self
+            .hyperparameters
+            .get(dataset)
+            .and_then(|m| m.get(method.name()))
+            .with_context(|| format!("{at}: not in the protocol (no hyperparameters for {} on {dataset})", method.name()))?;
+        let mut table = base.clone();
+        let overrides = table.remove("tasks");
+        if let (Some(task), Some(toml::Value::Table(tasks))) = (task, &overrides) {
+            if let Some(toml::Value::Table(o)) = tasks.get(task) {
+                for (k, v) in o {
+                    if !table.contains_key(k) {
+                        bail!("{at}.tasks.{task}: '{k}' overrides nothing (not a key of hyperparameters.{dataset}.{})", method.name());
+                    }
+                    table.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        table.insert("method".into(), toml::Value::String(method.name().into()));
+        toml::Value::Table(table).try_into::<MethodConfig>().map_err(|e| anyhow::anyhow!("{at}{}: {e}", task.map(|t| format!(" (task {t})")).unwrap_or_default()))
+    }
+
+    pub fn schedule(&self, dataset: &str, method: MethodName) -> Result<Schedule> {
+        self.schedule
+            .get(dataset)
+            .and_then(|m| m.get(method.name()))
+            .cloned()
+            .with_context(|| format!("{}: no [schedule.{dataset}.{}]", self.origin, method.name()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_protocol_lists_the_52_tasks() {
+        let p = Protocol::embedded().unwrap();
+        assert_eq!(p.all_tasks().len(), 52);
+        assert_eq!(p.datasets["digits"].tasks, ["M-U", "U-M", "S-M"]);
+    }
+
+    #[test]
+    fn task_overrides_apply() {
+        let p = Protocol::embedded().unwrap();
+        let lr = |task| match p.method_config("digits", MethodName::Mcd, task).unwrap() {
+            MethodConfig::Mcd(c) => c.lr,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(lr(Some("M-U")), 0.01);
+        assert_eq!(lr(Some("U-M")), 0.1);
+        assert_eq!(lr(None), 0.01);
+    }
+
+    #[test]
+    fn unknown_keys_and_values_are_errors_naming_them_and_the_file() {
+        let text = EMBEDDED.replace("num_k = 4", "num_k = 4\nnum_q = 2");
+        let err = format!("{:#}", Protocol::parse(&text, "my-protocol.toml").unwrap_err());
+        assert!(err.contains("my-protocol.toml") && err.contains("num_q"), "{err}");
+        let text = EMBEDDED.replace("harmonizers = [\"none\", \"gh\", \"gh++\"]", "harmonizers = [\"none\", \"gh\", \"gh+++\"]");
+        let err = format!("{:#}", Protocol::parse(&text, "my-protocol.toml").unwrap_err());
+        assert!(err.contains("my-protocol.toml") && err.contains("gh+++"), "{err}");
+        let text = EMBEDDED.replace("version = 1", "version = 1\ncolour = \"red\"");
+        let err = format!("{:#}", Protocol::parse(&text, "my-protocol.toml").unwrap_err());
+        assert!(err.contains("colour") && err.contains("my-protocol.toml"), "{err}");
+    }
+}
