@@ -1,6 +1,8 @@
-#!/bin/sh
-# rustc wrapper (see .cargo/config.toml). Lets every compilation through, except torch-sys's when the
-# build was not started by cargo-make: that one needs the project's libtorch venv on PATH.
+#!/usr/bin/env bash
+# rustc wrapper (see .cargo/config.toml). Lets every compilation through, except torch-sys's when
+# the build was not started by cargo-make: that one needs the project's libtorch venv on PATH.
+# bash, not sh: dash drops environment variables whose names hold a hyphen
+# (CARGO_BIN_EXE_bench-suite), which rustc must see.
 if [ "$CARGO_PKG_NAME" = "torch-sys" ] && [ -z "$GH_SUITE_BUILD" ]; then
   cat >&2 <<'MSG'
 

@@ -59,6 +59,8 @@ proptest! {
         // The harmonized pair is no longer obtuse: (w1 g1)·(w2 g2) ... the projections' angle is 180° − θ.
         let cos_after = dot(&g1p, &g2p) / (dot(&g1p, &g1p).sqrt() * dot(&g2p, &g2p).sqrt());
         prop_assert!((cos_after + r.cos).abs() < 1e-6, "cos after {} vs -cos before {}", cos_after, -r.cos);
+        assert_close(dot(&g1p, &g2p), r.gh_inner_product_after(), scale, "g1'·g2' (telemetry's after)");
+        prop_assert!(r.gh_inner_product_after() >= 0.0);
     }
 
     /// Without a conflict every variant leaves both losses alone, exactly.

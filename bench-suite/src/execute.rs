@@ -26,6 +26,11 @@ impl ProgressObserver {
         ProgressObserver { bar }
     }
 
+    /// Shows the bar inside a group of bars (the grid's).
+    pub fn attach(self, multi: &indicatif::MultiProgress) -> Self {
+        ProgressObserver { bar: multi.add(self.bar) }
+    }
+
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }

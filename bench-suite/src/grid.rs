@@ -47,6 +47,9 @@ pub struct ProfileEntry {
     /// Whether the profile needs a CUDA device.
     #[serde(default)]
     pub requires_cuda: bool,
+    /// Cost priors (seconds per 100 iterations) for this profile's settings, per baseline.
+    #[serde(default)]
+    pub cost: BTreeMap<String, f64>,
 }
 
 fn default_telemetry_every() -> u64 {
@@ -67,7 +70,7 @@ impl ProfileEntry {
                 }
             }
         }
-        for b in self.baselines.iter().flatten().chain(self.schedule.keys()).chain(self.hyperparameters.keys()) {
+        for b in self.baselines.iter().flatten().chain(self.schedule.keys()).chain(self.hyperparameters.keys()).chain(self.cost.keys()) {
             if !protocol.baselines.contains(b) && MethodName::parse(b).is_err() {
                 bail!("baseline '{b}' is not in the protocol's baselines");
             }
@@ -100,6 +103,9 @@ pub struct Cell {
     pub baseline: String,
     pub harmonizer_label: String,
     pub seed: u64,
+    /// How the cell departs from the paper's protocol (reduced schedule, changed hyperparameters,
+    /// split stand-ins), one sentence each; recorded with the cell and shown in the report.
+    pub deviations: Vec<String>,
 }
 
 /// Expands a profile into its cells, in a stable order.
@@ -145,9 +151,13 @@ pub fn cells(protocol: &Protocol, profile_name: &str) -> Result<Vec<Cell>> {
                             baseline: baseline.clone(),
                             harmonizer_label: harmonizer.label(),
                             seed,
+                            deviations: Vec::new(),
                         };
                         match run_spec(protocol, profile, dataset, task, baseline, *harmonizer, seed, &stand_ins) {
-                            Ok(spec) => cell.spec = Some(spec),
+                            Ok((spec, deviations)) => {
+                                cell.spec = Some(spec);
+                                cell.deviations = deviations;
+                            }
                             Err(why) => cell.unsupported = Some(format!("{why:#}")),
                         }
                         out.push(cell);
@@ -169,20 +179,36 @@ fn run_spec(
     harmonizer: Harmonizer,
     seed: u64,
     stand_ins: &SplitStandIns,
-) -> Result<RunSpec> {
+) -> Result<(RunSpec, Vec<String>)> {
     if dataset != "digits" {
         bail!("{dataset} needs the ImageNet-pretrained ResNet / ViT pipeline, which this build does not have yet");
     }
     let method = MethodName::parse(baseline).map_err(|_| anyhow::anyhow!("baseline '{baseline}' is not implemented yet"))?;
     let task_spec = baselines::data::DigitsTask::parse(task)?;
-    let mut config = protocol.method_config(dataset, method, Some(task))?;
-    if let Some(overrides) = profile.hyperparameters.get(baseline) {
-        config = override_config(&config, overrides).with_context(|| format!("profile hyperparameters.{baseline}"))?;
-    }
+    let paper_config = protocol.method_config(dataset, method, Some(task))?;
+    let paper_schedule = protocol.schedule(dataset, method)?;
+    let mut deviations = Vec::new();
+    let config = match profile.hyperparameters.get(baseline) {
+        Some(overrides) => {
+            let changed = override_config(&paper_config, overrides).with_context(|| format!("profile hyperparameters.{baseline}"))?;
+            let paper_table = toml::Table::try_from(&paper_config)?;
+            for (k, v) in overrides {
+                deviations.push(format!("{baseline}: {k} = {v} (paper protocol: {})", paper_table.get(k).map(|p| p.to_string()).unwrap_or_default()));
+            }
+            changed
+        }
+        None => paper_config,
+    };
     let schedule = match profile.schedule.get(baseline) {
         Some(s) => s.clone(),
-        None => protocol.schedule(dataset, method)?,
+        None => paper_schedule.clone(),
     };
+    if schedule != paper_schedule {
+        deviations.push(format!(
+            "{baseline}: reduced schedule, {} iterations evaluated every {} (paper protocol: {} evaluated every {})",
+            schedule.iterations, schedule.eval_every, paper_schedule.iterations, paper_schedule.eval_every
+        ));
+    }
     let stand_ins: SplitStandIns = stand_ins
         .iter()
         .filter(|(d, _)| **d == task_spec.source || **d == task_spec.target)
@@ -199,7 +225,7 @@ fn run_spec(
         backward: BackwardPath::TwoPass,
     };
     spec.validate()?;
-    Ok(spec)
+    Ok((spec, deviations))
 }
 
 /// Applies `overrides` (keys of the method's table) to a method configuration.

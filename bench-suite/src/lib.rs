@@ -4,4 +4,5 @@
 pub mod execute;
 pub mod grid;
 pub mod protocol;
+pub mod runner;
 pub mod step_bench;

@@ -8,6 +8,7 @@ use baselines::train::RunSpec;
 use bench_suite::execute::{self, ProgressObserver};
 use bench_suite::grid::override_config;
 use bench_suite::protocol::Protocol;
+use bench_suite::runner::{self, RunOptions, Runs};
 use bench_suite::step_bench::{self, StepBenchConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -129,8 +130,80 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: i64,
     },
-    /// The main job: fetch data, run the grid, write the report
-    ReproduceAll,
+    /// List a profile's cells: which are done, which are pending, estimated cost
+    Plan {
+        #[command(flatten)]
+        grid: GridArgs,
+    },
+    /// Run a profile's pending cells (resumable: done cells are skipped, interrupted ones restarted)
+    Run {
+        #[command(flatten)]
+        grid: GridArgs,
+        /// Where the data lives (as laid out by data-fetch)
+        #[arg(long, env = "GH_DATA_ROOT", default_value = "data")]
+        data_root: PathBuf,
+        /// No progress bars
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// The main job's fetch and run steps: picks the profile (paper with CUDA, digits-cpu without),
+    /// fetches its data, runs its cells (then `report` writes tables and plots)
+    ReproduceAll {
+        #[command(flatten)]
+        grid: GridArgs,
+        /// Where the data lives (as laid out by data-fetch)
+        #[arg(long, env = "GH_DATA_ROOT", default_value = "data")]
+        data_root: PathBuf,
+        /// Extra data source (folder or base URL) tried before the manifest's mirrors; repeatable.
+        /// Also GH_DATA_MIRROR (colon-separated).
+        #[arg(long = "mirror", value_name = "DIR|URL")]
+        mirrors: Vec<String>,
+        /// Where `report` writes tables and charts (a subfolder per profile)
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// No progress bars
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct GridArgs {
+    /// Profile of the protocol file (default: paper with CUDA, digits-cpu without)
+    #[arg(long)]
+    profile: Option<String>,
+    /// Folder of the grid's cells and profile manifests
+    #[arg(long, env = "GH_RUNS", default_value = "runs")]
+    runs: PathBuf,
+    /// Run only cells k with k mod n = i - 1 (i/n, 1 <= i <= n), e.g. 2/4
+    #[arg(long)]
+    shard: Option<String>,
+    /// auto (CUDA if available), cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Ignore the profile's split stand-ins (use the real train splits; they must be fetched)
+    #[arg(long)]
+    no_stand_ins: bool,
+}
+
+impl GridArgs {
+    /// (profile, device, shard, why the profile was chosen)
+    fn resolve(&self, protocol: &Protocol, will_run: bool) -> Result<(String, tch::Device, Option<(usize, usize)>, String)> {
+        let device = baselines::device::select(&self.device)?;
+        let (profile, why) = match &self.profile {
+            Some(p) => (p.clone(), format!("profile {p} (chosen with --profile)")),
+            None if device.is_cuda() => ("paper".to_owned(), "CUDA is available: running the paper profile".to_owned()),
+            None => ("digits-cpu".to_owned(), "no CUDA GPU visible: running the digits-cpu profile (the embedded default for CPU machines)".to_owned()),
+        };
+        let entry = protocol.profiles.get(&profile).with_context(|| {
+            format!("unknown profile '{profile}'; the protocol has: {}", protocol.profiles.keys().cloned().collect::<Vec<_>>().join(", "))
+        })?;
+        if will_run && entry.requires_cuda && !device.is_cuda() {
+            anyhow::bail!("profile '{profile}' needs a CUDA GPU and none is visible (device {}); use --profile digits-cpu", baselines::device::describe(device));
+        }
+        let shard = self.shard.as_deref().map(runner::parse_shard).transpose()?;
+        Ok((profile, device, shard, why))
+    }
 }
 
 fn main() {
@@ -144,6 +217,85 @@ fn main() {
         eprintln!("bench-suite: error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn run_grid(protocol: &Protocol, profile: &str, grid: &GridArgs, device: tch::Device, shard: Option<(usize, usize)>, data_root: &std::path::Path, quiet: bool) -> Result<()> {
+    let runs = Runs::new(&grid.runs);
+    let plan = runner::plan(protocol, profile, &runs, device, grid.no_stand_ins)?;
+    print!("{}", runner::render_plan(&plan, &runs, shard).lines().take(5).collect::<Vec<_>>().join("\n"));
+    println!();
+    let options = RunOptions { data_root: data_root.to_path_buf(), device, shard, show_progress: !quiet, max_cells: None, drop_stand_ins: grid.no_stand_ins };
+    let report = runner::run(protocol, profile, &runs, &options)?;
+    println!(
+        "grid {profile}: ran {} cell(s) in {}, {} already done, {} not runnable in this build{}",
+        report.ran,
+        runner::human_duration(report.seconds),
+        report.skipped_done,
+        report.unsupported,
+        if report.restarted_incomplete > 0 { format!(", {} interrupted cell(s) restarted", report.restarted_incomplete) } else { String::new() }
+    );
+    for d in &report.diverged {
+        println!("  diverged (a result, reported as such): {d}");
+    }
+    for (cell, err) in &report.failed {
+        println!("  FAILED {cell}: {err}");
+    }
+    println!("records: {}/cells; profile manifest: {}/profiles/{profile}.json", runs.root().display(), runs.root().display());
+    if !report.failed.is_empty() {
+        anyhow::bail!("{} cell(s) failed; fix the cause and rerun (done cells are kept)", report.failed.len());
+    }
+    Ok(())
+}
+
+/// Fetches what the profile's runnable tasks read, with missing files allowed (the cells that need
+/// them fail with a message naming the file).
+fn fetch_for_profile(protocol: &Protocol, profile: &str, data_root: &std::path::Path, mirrors: &[String], quiet: bool) -> Result<()> {
+    use data_fetch::fetch::{FetchOptions, Fetcher, FileOutcome, Mirror};
+    let manifest = data_fetch::manifest::Manifest::embedded()?;
+    let mut names: Vec<String> = Vec::new();
+    for cell in bench_suite::grid::cells(protocol, profile)? {
+        if let Some(spec) = cell.spec {
+            for d in [spec.task.source, spec.task.target] {
+                names.push(d.name().to_owned());
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    let root = data_fetch::store::Root::new(std::path::absolute(data_root)?);
+    let options = FetchOptions {
+        mirrors: mirrors.iter().map(|m| Mirror::parse(m)).collect(),
+        http: data_fetch::download::HttpOptions { show_progress: !quiet, ..Default::default() },
+        keep_archives: false,
+    };
+    let fetcher = Fetcher::new(root, &manifest, options)?;
+    for name in &names {
+        let reports = fetcher.fetch(name)?;
+        for r in reports {
+            for (file, outcome) in &r.files {
+                match outcome {
+                    FileOutcome::AlreadyPresent => {}
+                    FileOutcome::Installed { source, .. } => println!("fetch: {}/{file} installed from {source}", r.dataset),
+                    FileOutcome::Missing { attempts, .. } => {
+                        println!("fetch: {}/{file} is MISSING ({} source(s) tried; `data-fetch fetch {}` shows each attempt)", r.dataset, attempts.len(), r.dataset)
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the `report` binary that sits beside this one.
+fn write_report(runs: &std::path::Path, profile: &str, out: &std::path::Path) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let report = exe.with_file_name("report");
+    if !report.is_file() {
+        anyhow::bail!("{} not found beside bench-suite: build it (`cargo make build`), then run `report --runs {} --profile {profile}`", report.display(), runs.display());
+    }
+    let status = std::process::Command::new(&report).arg("--runs").arg(runs).arg("--profile").arg(profile).arg("--out").arg(out).status()?;
+    anyhow::ensure!(status.success(), "report failed ({status})");
+    Ok(())
 }
 
 fn load_protocol(path: &Option<PathBuf>) -> Result<Protocol> {
@@ -270,13 +422,36 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", step_bench::render(&config, &result));
             Ok(())
         }
-        Command::ReproduceAll => {
-            println!(
-                "reproduce-all: the experiment grid is not built yet. It will fetch the data \
-                 (data-fetch), run baseline x {{none, GH, GH++}} x task x seed (digits-cpu profile \
-                 without CUDA, paper profile with CUDA) and write tables and plots (report)."
-            );
+        Command::Plan { grid } => {
+            let protocol = load_protocol(&cli.protocol)?;
+            let (profile, device, shard, why) = grid.resolve(&protocol, false)?;
+            eprintln!("plan: {why}");
+            let runs = Runs::new(&grid.runs);
+            let plan = runner::plan(&protocol, &profile, &runs, device, grid.no_stand_ins)?;
+            print!("{}", runner::render_plan(&plan, &runs, shard));
             Ok(())
+        }
+        Command::Run { grid, data_root, quiet } => {
+            let protocol = load_protocol(&cli.protocol)?;
+            let (profile, device, shard, why) = grid.resolve(&protocol, true)?;
+            eprintln!("run: {why}");
+            run_grid(&protocol, &profile, &grid, device, shard, &data_root, quiet)
+        }
+        Command::ReproduceAll { grid, data_root, mirrors, out, quiet } => {
+            let protocol = load_protocol(&cli.protocol)?;
+            let (profile, device, shard, why) = grid.resolve(&protocol, true)?;
+            println!("reproduce-all: {why} on {}", baselines::device::describe(device));
+            let mut mirrors = mirrors;
+            if let Ok(env) = std::env::var("GH_DATA_MIRROR") {
+                mirrors.extend(env.split(':').filter(|s| !s.is_empty()).map(str::to_owned));
+            }
+            let started = std::time::Instant::now();
+            fetch_for_profile(&protocol, &profile, &data_root, &mirrors, quiet)?;
+            let grid_result = run_grid(&protocol, &profile, &grid, device, shard, &data_root, quiet);
+            // The report covers whatever finished, also when some cells failed.
+            let report_result = write_report(&grid.runs, &profile, &out);
+            println!("reproduce-all: wall time {}", runner::human_duration(started.elapsed().as_secs_f64()));
+            grid_result.and(report_result)
         }
     }
 }

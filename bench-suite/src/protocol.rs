@@ -32,6 +32,9 @@ struct ProtocolFile {
     schedule: BTreeMap<String, BTreeMap<String, Schedule>>,
     #[serde(default)]
     profiles: BTreeMap<String, crate::grid::ProfileEntry>,
+    /// Seconds per 100 iterations per baseline, by device kind ("cpu", "cuda").
+    #[serde(default)]
+    cost: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +47,7 @@ pub struct Protocol {
     hyperparameters: BTreeMap<String, BTreeMap<String, toml::Table>>,
     schedule: BTreeMap<String, BTreeMap<String, Schedule>>,
     pub profiles: BTreeMap<String, crate::grid::ProfileEntry>,
+    pub cost: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 impl Protocol {
@@ -70,6 +74,7 @@ impl Protocol {
             hyperparameters: f.hyperparameters,
             schedule: f.schedule,
             profiles: f.profiles,
+            cost: f.cost,
         };
         p.validate().with_context(|| format!("{origin}: invalid protocol"))?;
         Ok(p)
@@ -106,6 +111,14 @@ impl Protocol {
                 if self.schedule.get(dataset).and_then(|s| s.get(method)).is_none() {
                     bail!("hyperparameters.{dataset}.{method} has no [schedule.{dataset}.{method}]");
                 }
+            }
+        }
+        for (device, costs) in &self.cost {
+            if !["cpu", "cuda"].contains(&device.as_str()) {
+                bail!("cost.{device}: expected cost.cpu or cost.cuda");
+            }
+            for b in costs.keys() {
+                MethodName::parse(b).with_context(|| format!("cost.{device}.{b}"))?;
             }
         }
         for (name, profile) in &self.profiles {

@@ -1,1 +1,92 @@
-//! Library behind the `report` binary.
+//! Library behind the `report` binary: reads the grid's run records, aggregates them over seeds
+//! (polars), writes LaTeX tables in the paper's layout beside the paper's numbers, and charts.
+
+pub mod aggregate;
+pub mod charts;
+pub mod latex;
+pub mod paper;
+pub mod records;
+
+use anyhow::{Context, Result};
+use latex::Selection;
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// What was written for one profile.
+#[derive(Debug)]
+pub struct Generated {
+    pub profile: String,
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub cells: usize,
+    pub missing: usize,
+    pub diverged: usize,
+}
+
+/// Writes the report of `profile` (its cells under `runs`) into `out/<profile>/`.
+pub fn generate_profile(runs: &Path, out: &Path, profile: &str) -> Result<Generated> {
+    let (records, missing) = records::load_profile(runs, profile)?;
+    let aggs = aggregate::aggregate(&records).context("aggregating over seeds")?;
+    let paper = paper::PaperResults::embedded()?;
+    let dir = out.join(profile);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut files = Vec::new();
+    let datasets: BTreeSet<&str> = records.iter().map(|r| r.dataset.as_str()).collect();
+    for dataset in &datasets {
+        let mut deviations: Vec<String> = records.iter().filter(|r| r.dataset == *dataset).flat_map(|r| r.deviations.iter().cloned()).collect();
+        deviations.sort();
+        deviations.dedup();
+        for selection in [Selection::Last, Selection::BestOracle] {
+            let path = dir.join(format!("table_{dataset}_{}.tex", selection.slug()));
+            std::fs::write(&path, latex::accuracy_table(dataset, selection, &aggs, &paper, &deviations, profile))?;
+            files.push(path);
+        }
+        let devices: BTreeSet<&str> = records.iter().filter(|r| r.dataset == *dataset).map(|r| r.device.as_str()).collect();
+        let machine = devices.into_iter().collect::<Vec<_>>().join(", ");
+        let path = dir.join(format!("table_speed_{dataset}.tex"));
+        std::fs::write(&path, latex::speed_table(dataset, &aggs, &paper, profile, &machine))?;
+        files.push(path);
+    }
+    let csv = dir.join("aggregates.csv");
+    std::fs::write(&csv, aggregates_csv(&aggs))?;
+    files.push(csv);
+    files.extend(charts::write_all(&dir, &records, &aggs, profile)?);
+    let diverged = records.iter().filter(|r| r.diverged_at.is_some()).count();
+    let index = dir.join("index.md");
+    std::fs::write(&index, index_text(profile, &records, missing, diverged, &files, &dir))?;
+    files.push(index);
+    Ok(Generated { profile: profile.to_owned(), dir, files, cells: records.len(), missing, diverged })
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.4}")).unwrap_or_default()
+}
+
+/// The aggregates as CSV (one row per dataset × task × baseline × harmonizer).
+pub fn aggregates_csv(aggs: &[aggregate::Aggregate]) -> String {
+    let mut out = String::from("dataset,task,baseline,harmonizer,runs,completed,diverged,final_mean,final_std,best_oracle_mean,best_oracle_std,seconds_per_epoch,seconds_per_100_steps,conflict_rate,mean_w1_in_conflict,mean_w2_in_conflict\n");
+    for a in aggs {
+        let _ = writeln!(
+            out,
+            "{},{},{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{}",
+            a.dataset, a.task, a.baseline, a.harmonizer, a.runs, a.completed, a.diverged,
+            opt(a.final_mean), opt(a.final_std), opt(a.best_mean), opt(a.best_std),
+            opt(a.seconds_per_epoch), opt(a.seconds_per_100_steps), opt(a.conflict_rate), opt(a.mean_w1), opt(a.mean_w2)
+        );
+    }
+    out
+}
+
+fn index_text(profile: &str, records: &[records::CellRecord], missing: usize, diverged: usize, files: &[PathBuf], dir: &Path) -> String {
+    let mut out = format!("# Report of profile `{profile}`\n\n");
+    let _ = writeln!(out, "- finished cells: {} ({} diverged, reported as such); cells without a record yet: {missing}", records.len(), diverged);
+    let _ = writeln!(out, "- accuracy tables: `table_<dataset>_last.tex` (last model) and `table_<dataset>_best.tex` (best evaluation, oracle selection on target test labels)");
+    let _ = writeln!(out, "- `table_speed_<dataset>.tex`: training speed (the paper's Table VI); `aggregates.csv`: every aggregate\n");
+    let _ = writeln!(out, "Files:\n");
+    for f in files {
+        let name = f.strip_prefix(dir).unwrap_or(f).display().to_string();
+        let _ = writeln!(out, "- `{name}`");
+    }
+    out
+}

@@ -331,10 +331,15 @@ pub struct Harmonization {
 }
 
 impl Harmonization {
-    /// `d` after harmonization: the inner product of the two harmonized gradients' contributions,
-    /// `(w1 g1)·(w2 g2) = w1 w2 d` (the quantity of the paper's figures 2 and 12, "after").
-    pub fn d_after(&self) -> f64 {
-        self.w1 * self.w2 * self.d
+    /// The inner product of GH's two projected gradients, `g1'·g2'` (the paper's Fig. 12,
+    /// "after"): `−d·(1 − cos²θ)` ≥ 0 under a conflict, `d` otherwise. (GH++ as released only
+    /// defines the sum of the harmonized gradients, not the two of them.)
+    pub fn gh_inner_product_after(&self) -> f64 {
+        if self.conflict {
+            -self.d * (1.0 - self.cos * self.cos)
+        } else {
+            self.d
+        }
     }
 }
 

@@ -1,0 +1,432 @@
+//! The grid runner: plans a profile's cells, runs the pending ones, survives being killed.
+//!
+//! ```text
+//! <runs>/cells/<hash>/cell.json      what the cell is (labels + full RunSpec)
+//! <runs>/cells/<hash>/run.jsonl      its run record
+//! <runs>/cells/<hash>/done           marker with the summary (written before the folder appears)
+//! <runs>/cells/.tmp-<hash>-<pid>/    a cell in progress (removed and restarted by a rerun)
+//! <runs>/cells/.failed-<hash>.txt    the error of a cell that failed (retried by a rerun)
+//! <runs>/profiles/<profile>.json     the profile's cells (what `report` reads)
+//! ```
+//!
+//! A cell's folder is named by a hash of its full configuration and appears by an atomic rename
+//! once complete, so a kill at any moment loses at most the cell in progress.
+
+use crate::execute::{self, ProgressObserver};
+use crate::grid::{self, Cell};
+use crate::protocol::Protocol;
+use anyhow::{bail, Context, Result};
+use baselines::data::TaskData;
+use baselines::train::{RunSpec, RunSummary};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::Device;
+
+/// Hash of a cell's full configuration and the suite's version (its folder name): a new release
+/// of the training code never reuses cells of an older one.
+pub fn cell_hash(spec: &RunSpec) -> String {
+    let canonical = serde_json::to_string(spec).expect("a RunSpec serializes");
+    let keyed = format!("{}\n{canonical}", env!("CARGO_PKG_VERSION"));
+    hex::encode(&Sha256::digest(keyed.as_bytes())[..8])
+}
+
+/// What a cell folder's `cell.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellInfo {
+    pub hash: String,
+    pub dataset: String,
+    pub task: String,
+    pub baseline: String,
+    pub harmonizer: String,
+    pub seed: u64,
+    pub spec: Option<RunSpec>,
+    /// Why the cell cannot run in this build.
+    pub unsupported: Option<String>,
+    /// Departures from the paper's protocol (the run record adds data stand-ins).
+    #[serde(default)]
+    pub deviations: Vec<String>,
+}
+
+impl CellInfo {
+    fn from_cell(cell: &Cell) -> CellInfo {
+        CellInfo {
+            hash: cell.spec.as_ref().map(cell_hash).unwrap_or_default(),
+            dataset: cell.dataset.clone(),
+            task: cell.task.clone(),
+            baseline: cell.baseline.clone(),
+            harmonizer: cell.harmonizer_label.clone(),
+            seed: cell.seed,
+            spec: cell.spec.clone(),
+            unsupported: cell.unsupported.clone(),
+            deviations: cell.deviations.clone(),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}/{} {} {} seed {}", self.dataset, self.task, self.baseline, self.harmonizer, self.seed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CellState {
+    Done,
+    Pending,
+    /// Failed last time (retried on the next run).
+    Failed(String),
+    Unsupported(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedCell {
+    pub info: CellInfo,
+    pub state: CellState,
+    /// Estimated training seconds (None: no cost model for this baseline on this device).
+    pub estimate: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub profile: String,
+    pub cells: Vec<PlannedCell>,
+    /// Where the estimates come from.
+    pub cost_note: String,
+}
+
+impl Plan {
+    pub fn count(&self, f: impl Fn(&CellState) -> bool) -> usize {
+        self.cells.iter().filter(|c| f(&c.state)).count()
+    }
+
+    pub fn pending_estimate(&self) -> (f64, usize) {
+        let mut total = 0.0;
+        let mut unknown = 0;
+        for c in self.cells.iter().filter(|c| matches!(c.state, CellState::Pending | CellState::Failed(_))) {
+            match c.estimate {
+                Some(s) => total += s,
+                None => unknown += 1,
+            }
+        }
+        (total, unknown)
+    }
+}
+
+pub struct Runs {
+    root: PathBuf,
+}
+
+impl Runs {
+    pub fn new(root: impl Into<PathBuf>) -> Runs {
+        Runs { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn cells_dir(&self) -> PathBuf {
+        self.root.join("cells")
+    }
+
+    pub fn cell_dir(&self, hash: &str) -> PathBuf {
+        self.cells_dir().join(hash)
+    }
+
+    fn failed_file(&self, hash: &str) -> PathBuf {
+        self.cells_dir().join(format!(".failed-{hash}.txt"))
+    }
+
+    pub fn is_done(&self, hash: &str) -> bool {
+        self.cell_dir(hash).join("done").is_file()
+    }
+
+    /// Summaries of every finished cell (for cost estimates).
+    fn done_summaries(&self) -> Vec<(CellInfo, RunSummary)> {
+        let Ok(entries) = fs::read_dir(self.cells_dir()) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter(|e| e.path().join("done").is_file())
+            .filter_map(|e| {
+                let info: CellInfo = serde_json::from_str(&fs::read_to_string(e.path().join("cell.json")).ok()?).ok()?;
+                let summary: RunSummary = serde_json::from_str(&fs::read_to_string(e.path().join("done")).ok()?).ok()?;
+                Some((info, summary))
+            })
+            .collect()
+    }
+
+    /// Removes folders of cells that were in progress when a previous run stopped.
+    fn clear_incomplete(&self) -> Result<usize> {
+        let Ok(entries) = fs::read_dir(self.cells_dir()) else { return Ok(0) };
+        let mut n = 0;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale_tmp = name.starts_with(".tmp-");
+            let no_marker = !name.starts_with('.') && e.path().is_dir() && !e.path().join("done").is_file();
+            if stale_tmp || no_marker {
+                fs::remove_dir_all(e.path()).with_context(|| format!("removing incomplete cell {}", e.path().display()))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn write_profile(&self, profile: &str, cells: &[CellInfo]) -> Result<()> {
+        let path = self.root.join("profiles").join(format!("{profile}.json"));
+        fs::create_dir_all(path.parent().unwrap())?;
+        let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
+        fs::write(&tmp, serde_json::to_string_pretty(&serde_json::json!({"profile": profile, "cells": cells}))?)?;
+        fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+}
+
+/// Seconds per 100 iterations for `baseline` on `device_kind`: the mean of finished cells with the
+/// same baseline, harmonizer family and batch, else the profile's prior, else the protocol's.
+fn cost_per_100(protocol: &Protocol, profile: &str, device_kind: &str, info: &CellInfo, measured: &[(CellInfo, RunSummary)]) -> (Option<f64>, bool) {
+    let spec = info.spec.as_ref();
+    let same: Vec<f64> = measured
+        .iter()
+        .filter(|(i, _)| {
+            i.baseline == info.baseline
+                && i.harmonizer.split('(').next() == info.harmonizer.split('(').next()
+                && i.spec.as_ref().map(|s| s.method.batch()) == spec.map(|s| s.method.batch())
+        })
+        .map(|(_, s)| s.seconds_per_100_steps)
+        .collect();
+    if !same.is_empty() {
+        return (Some(same.iter().sum::<f64>() / same.len() as f64), true);
+    }
+    let prior = protocol
+        .profiles
+        .get(profile)
+        .and_then(|p| p.cost.get(&info.baseline))
+        .filter(|_| device_kind == "cpu")
+        .or_else(|| protocol.cost.get(device_kind).and_then(|c| c.get(&info.baseline)))
+        .copied();
+    (prior, false)
+}
+
+pub fn plan(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, drop_stand_ins: bool) -> Result<Plan> {
+    let mut cells = grid::cells(protocol, profile)?;
+    if drop_stand_ins {
+        for c in &mut cells {
+            if let Some(spec) = &mut c.spec {
+                spec.stand_ins.clear();
+            }
+        }
+    }
+    let device_kind = if device.is_cuda() { "cuda" } else { "cpu" };
+    let measured = runs.done_summaries();
+    let mut planned = Vec::with_capacity(cells.len());
+    for cell in &cells {
+        let info = CellInfo::from_cell(cell);
+        let state = if let Some(why) = &cell.unsupported {
+            CellState::Unsupported(why.clone())
+        } else if runs.is_done(&info.hash) {
+            CellState::Done
+        } else if let Ok(err) = fs::read_to_string(runs.failed_file(&info.hash)) {
+            CellState::Failed(err.lines().next().unwrap_or("").to_owned())
+        } else {
+            CellState::Pending
+        };
+        let (per_100, _measured) = cost_per_100(protocol, profile, device_kind, &info, &measured);
+        let estimate = match (&info.spec, per_100) {
+            (Some(spec), Some(c)) => Some(spec.schedule.iterations as f64 / 100.0 * c + 2.0),
+            _ => None,
+        };
+        planned.push(PlannedCell { info, state, estimate });
+    }
+    let cost_note = format!(
+        "estimates: seconds per 100 iterations from {} finished cell(s) of the same baseline and batch where available, else the protocol's {device_kind} prior",
+        measured.len()
+    );
+    Ok(Plan { profile: profile.to_owned(), cells: planned, cost_note })
+}
+
+/// `i/n` with 1 ≤ i ≤ n: this process runs cells k (0-based, in plan order) with k mod n = i − 1.
+pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let (i, n) = s.split_once('/').with_context(|| format!("--shard '{s}': expected i/n, e.g. 1/4"))?;
+    let (i, n): (usize, usize) = (i.trim().parse()?, n.trim().parse()?);
+    if n == 0 || i == 0 || i > n {
+        bail!("--shard '{s}': need 1 <= i <= n");
+    }
+    Ok((i, n))
+}
+
+pub struct RunOptions {
+    pub data_root: PathBuf,
+    pub device: Device,
+    pub shard: Option<(usize, usize)>,
+    pub show_progress: bool,
+    /// Stop after this many cells (tests use it to simulate an interruption).
+    pub max_cells: Option<usize>,
+    pub drop_stand_ins: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub ran: usize,
+    pub skipped_done: usize,
+    pub unsupported: usize,
+    pub failed: Vec<(String, String)>,
+    pub diverged: Vec<String>,
+    pub restarted_incomplete: usize,
+    pub seconds: f64,
+}
+
+/// Runs the profile's pending cells (those of this shard), in plan order.
+pub fn run(protocol: &Protocol, profile: &str, runs: &Runs, options: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    fs::create_dir_all(runs.cells_dir()).with_context(|| format!("creating {}", runs.cells_dir().display()))?;
+    let mut report = RunReport { restarted_incomplete: runs.clear_incomplete()?, ..Default::default() };
+    let plan = plan(protocol, profile, runs, options.device, options.drop_stand_ins)?;
+    runs.write_profile(profile, &plan.cells.iter().map(|c| c.info.clone()).collect::<Vec<_>>())?;
+    let mine: Vec<&PlannedCell> = plan
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| options.shard.is_none_or(|(i, n)| k % n == i - 1))
+        .map(|(_, c)| c)
+        .collect();
+    let todo: Vec<&PlannedCell> = mine.iter().copied().filter(|c| matches!(c.state, CellState::Pending | CellState::Failed(_))).collect();
+    report.skipped_done = mine.iter().filter(|c| c.state == CellState::Done).count();
+    report.unsupported = mine.iter().filter(|c| matches!(c.state, CellState::Unsupported(_))).count();
+    let total_estimate: f64 = todo.iter().map(|c| c.estimate.unwrap_or(60.0)).sum();
+    let multi = MultiProgress::new();
+    if !options.show_progress {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let grid_bar = multi.add(ProgressBar::new(total_estimate.ceil() as u64));
+    grid_bar.set_style(
+        ProgressStyle::with_template("grid [{bar:30}] {msg} elapsed {elapsed_precise}, ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut data_cache: HashMap<String, TaskData> = HashMap::new();
+    let mut spent_estimate = 0.0;
+    for (k, cell) in todo.iter().enumerate() {
+        if options.max_cells.is_some_and(|m| k >= m) {
+            break;
+        }
+        let info = &cell.info;
+        let spec = info.spec.as_ref().expect("pending cells have a spec");
+        grid_bar.set_message(format!("cell {}/{}: {}", k + 1, todo.len(), info.label()));
+        let key = format!("{}|{:?}", spec.task.name(), spec.stand_ins);
+        if !data_cache.contains_key(&key) {
+            match execute::load_data(spec, &options.data_root, options.device) {
+                Ok(d) => {
+                    data_cache.insert(key.clone(), d);
+                }
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    let _ = fs::write(runs.failed_file(&info.hash), &msg);
+                    report.failed.push((info.label(), msg));
+                    continue;
+                }
+            }
+        }
+        let data = &data_cache[&key];
+        let tmp = runs.cells_dir().join(format!(".tmp-{}-{}", info.hash, std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let mut progress = ProgressObserver::new(spec.schedule.iterations, &format!("  {} {}", info.baseline, info.harmonizer), options.show_progress).attach(&multi);
+        let outcome = execute::execute(spec, data, &options.data_root, options.device, &tmp, &mut progress);
+        progress.finish();
+        match outcome {
+            Ok((summary, _)) => {
+                fs::write(tmp.join("cell.json"), serde_json::to_string_pretty(info)?)?;
+                fs::write(tmp.join("done"), serde_json::to_string_pretty(&summary)?)?;
+                let target = runs.cell_dir(&info.hash);
+                if target.exists() {
+                    fs::remove_dir_all(&target)?;
+                }
+                fs::rename(&tmp, &target).with_context(|| format!("publishing {}", target.display()))?;
+                let _ = fs::remove_file(runs.failed_file(&info.hash));
+                if let baselines::train::RunStatus::Diverged { iteration, reason } = &summary.status {
+                    report.diverged.push(format!("{} (iteration {iteration}: {reason})", info.label()));
+                }
+                report.ran += 1;
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                let msg = format!("{e:#}");
+                fs::write(runs.failed_file(&info.hash), &msg)?;
+                report.failed.push((info.label(), msg));
+            }
+        }
+        spent_estimate += cell.estimate.unwrap_or(60.0);
+        grid_bar.set_position(spent_estimate.min(total_estimate).ceil() as u64);
+    }
+    grid_bar.finish_and_clear();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The plan as text (`bench-suite plan`).
+pub fn render_plan(plan: &Plan, runs: &Runs, shard: Option<(usize, usize)>) -> String {
+    let mut out = String::new();
+    let (pending_s, unknown) = plan.pending_estimate();
+    out.push_str(&format!("profile {} — {} cells under {}\n", plan.profile, plan.cells.len(), runs.root().display()));
+    out.push_str(&format!(
+        "  done {}, pending {}, failed last time {}, not runnable in this build {}\n",
+        plan.count(|s| *s == CellState::Done),
+        plan.count(|s| *s == CellState::Pending),
+        plan.count(|s| matches!(s, CellState::Failed(_))),
+        plan.count(|s| matches!(s, CellState::Unsupported(_))),
+    ));
+    out.push_str(&format!(
+        "  estimated time for the pending cells: {}{}\n  ({})\n",
+        human_duration(pending_s),
+        if unknown > 0 { format!(" + {unknown} cell(s) without a cost estimate") } else { String::new() },
+        plan.cost_note
+    ));
+    if let Some((i, n)) = shard {
+        out.push_str(&format!("  shard {i}/{n}: cells k with k mod {n} = {}\n", i - 1));
+    }
+    let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
+    out.push_str(&format!("\n{:<6} {:<18} {:<10} {:<35} {:>4} {:>10}  {}\n", "state", "task", "baseline", "harmonizer", "seed", "estimate", "hash"));
+    for (k, c) in plan.cells.iter().enumerate() {
+        if let CellState::Unsupported(why) = &c.state {
+            *unsupported.entry(why.clone()).or_default() += 1;
+            continue;
+        }
+        if shard.is_some_and(|(i, n)| k % n != i - 1) {
+            continue;
+        }
+        let state = match &c.state {
+            CellState::Done => "done",
+            CellState::Pending => "todo",
+            CellState::Failed(_) => "FAILED",
+            CellState::Unsupported(_) => unreachable!(),
+        };
+        out.push_str(&format!(
+            "{:<6} {:<18} {:<10} {:<35} {:>4} {:>10}  {}\n",
+            state,
+            format!("{}/{}", c.info.dataset, c.info.task),
+            c.info.baseline,
+            c.info.harmonizer,
+            c.info.seed,
+            c.estimate.map(human_duration).unwrap_or_else(|| "?".into()),
+            c.info.hash
+        ));
+        if let CellState::Failed(why) = &c.state {
+            out.push_str(&format!("       last error: {why}\n"));
+        }
+    }
+    for (why, n) in unsupported {
+        out.push_str(&format!("\nnot runnable in this build ({n} cells): {why}\n"));
+    }
+    out
+}
+
+pub fn human_duration(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
+    }
+}

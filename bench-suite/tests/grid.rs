@@ -1,0 +1,217 @@
+//! The grid on a tiny profile over synthetic digits: plan, interrupted runs (in-process and a
+//! killed process), resumption, sharding, and paired seeds.
+
+use bench_suite::protocol::{Protocol, EMBEDDED};
+use bench_suite::runner::{self, CellState, RunOptions, Runs};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TINY: &str = r#"
+[profiles.tiny]
+description = "two baselines, two harmonizers, one seed, a few iterations"
+datasets = ["digits"]
+tasks = ["M-U"]
+baselines = ["cdan", "dwl"]
+harmonizers = ["none", "gh++"]
+seeds = [1]
+telemetry_every = 2
+
+[profiles.tiny.schedule.cdan]
+iterations = 12
+iters_per_epoch = 6
+eval_every = 6
+
+[profiles.tiny.schedule.dwl]
+iterations = 4
+iters_per_epoch = 2
+eval_every = 2
+
+[profiles.tiny.hyperparameters.cdan]
+batch = 16
+random_dim = 32
+discriminator_hidden = 32
+
+[profiles.tiny.hyperparameters.dwl]
+batch = 8
+source_steps = 1
+balance_steps = 1
+"#;
+
+fn protocol() -> Protocol {
+    Protocol::parse(&format!("{EMBEDDED}\n{TINY}"), "tiny test protocol").unwrap()
+}
+
+fn fake_data(dir: &Path) {
+    baselines::data::synthetic::write_fake_digits_root(dir, 120, 60, 5).unwrap();
+}
+
+fn options(data: &Path) -> RunOptions {
+    RunOptions { data_root: data.to_path_buf(), device: tch::Device::Cpu, shard: None, show_progress: false, max_cells: None, drop_stand_ins: false }
+}
+
+fn cell_dirs(runs: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(runs.join("cells"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn plan_lists_cells_states_and_estimates() {
+    let p = protocol();
+    let dir = tempfile::tempdir().unwrap();
+    let runs = Runs::new(dir.path().join("runs"));
+    let plan = runner::plan(&p, "tiny", &runs, tch::Device::Cpu, false).unwrap();
+    assert_eq!(plan.cells.len(), 4);
+    assert_eq!(plan.count(|s| *s == CellState::Pending), 4);
+    assert!(plan.cells.iter().all(|c| c.estimate.is_some()), "cpu cost priors cover cdan and dwl");
+    let text = runner::render_plan(&plan, &runs, None);
+    assert!(text.contains("pending 4") && text.contains("digits/M-U") && text.contains("gh++"), "{text}");
+    // Reduced schedules and changed hyperparameters are recorded as deviations.
+    let cdan = plan.cells.iter().find(|c| c.info.baseline == "cdan").unwrap();
+    assert!(cdan.info.deviations.iter().any(|d| d.contains("reduced schedule")), "{:?}", cdan.info.deviations);
+    assert!(cdan.info.deviations.iter().any(|d| d.contains("batch = 16") && d.contains("64")), "{:?}", cdan.info.deviations);
+    // The paper profile lists its non-digits cells as not runnable, with the reason.
+    let paper = runner::plan(&p, "paper", &runs, tch::Device::Cpu, false).unwrap();
+    assert_eq!(paper.count(|s| matches!(s, CellState::Unsupported(_))), paper.cells.len() - 3 * 4 * 3 * 5);
+    assert!(runner::render_plan(&paper, &runs, None).contains("ResNet"));
+}
+
+#[test]
+fn interrupted_grid_resumes_and_every_cell_exists_once() {
+    let p = protocol();
+    let dir = tempfile::tempdir().unwrap();
+    fake_data(&dir.path().join("data"));
+    let runs = Runs::new(dir.path().join("runs"));
+    // First run stops after two cells (as if interrupted between cells).
+    let mut first = options(&dir.path().join("data"));
+    first.max_cells = Some(2);
+    let r1 = runner::run(&p, "tiny", &runs, &first).unwrap();
+    assert_eq!(r1.ran, 2);
+    let done_first = cell_dirs(runs.root());
+    // A cell killed mid-way leaves a temporary folder behind.
+    std::fs::create_dir_all(runs.root().join("cells/.tmp-deadbeef-1")).unwrap();
+    std::fs::write(runs.root().join("cells/.tmp-deadbeef-1/run.jsonl.partial"), "{}").unwrap();
+    let mtimes: Vec<_> = done_first.iter().map(|d| std::fs::metadata(runs.root().join("cells").join(d).join("done")).unwrap().modified().unwrap()).collect();
+
+    let r2 = runner::run(&p, "tiny", &runs, &options(&dir.path().join("data"))).unwrap();
+    assert_eq!((r2.ran, r2.skipped_done, r2.restarted_incomplete), (2, 2, 1));
+    let all = cell_dirs(runs.root());
+    let plan = runner::plan(&p, "tiny", &runs, tch::Device::Cpu, false).unwrap();
+    let mut expected: Vec<String> = plan.cells.iter().map(|c| c.info.hash.clone()).collect();
+    expected.sort();
+    assert_eq!(all, expected, "exactly one folder per cell, no temporaries");
+    for (d, t) in done_first.iter().zip(mtimes) {
+        assert_eq!(std::fs::metadata(runs.root().join("cells").join(d).join("done")).unwrap().modified().unwrap(), t, "done cell {d} was rerun");
+    }
+    for h in &expected {
+        let record = std::fs::read_to_string(runs.root().join("cells").join(h).join("run.jsonl")).unwrap();
+        assert!(record.lines().last().unwrap().contains("\"event\":\"summary\""));
+    }
+    // Nothing left to do.
+    let r3 = runner::run(&p, "tiny", &runs, &options(&dir.path().join("data"))).unwrap();
+    assert_eq!((r3.ran, r3.skipped_done), (0, 4));
+    assert!(runs.root().join("profiles/tiny.json").is_file());
+}
+
+#[test]
+fn killed_process_loses_at_most_the_cell_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fake_data(&data);
+    let protocol_file = dir.path().join("protocol.toml");
+    std::fs::write(&protocol_file, format!("{EMBEDDED}\n{TINY}")).unwrap();
+    let runs = dir.path().join("runs");
+    let bin = env!("CARGO_BIN_EXE_bench-suite");
+    let args = |cmd: &mut Command| {
+        cmd.args(["--protocol", protocol_file.to_str().unwrap(), "run", "--profile", "tiny", "--device", "cpu", "--quiet"])
+            .arg("--runs")
+            .arg(&runs)
+            .arg("--data-root")
+            .arg(&data);
+    };
+    let mut cmd = Command::new(bin);
+    args(&mut cmd);
+    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Kill it as soon as the first cell is published.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = std::fs::read_dir(runs.join("cells")).map(|d| d.flatten().filter(|e| e.path().join("done").is_file()).count()).unwrap_or(0);
+        if done >= 1 || Instant::now() > deadline {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut again = Command::new(bin);
+    args(&mut again);
+    let out = again.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let names: Vec<String> = cell_dirs(&runs);
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+}
+
+#[test]
+fn shards_partition_the_grid() {
+    let p = protocol();
+    let dir = tempfile::tempdir().unwrap();
+    fake_data(&dir.path().join("data"));
+    let runs = Runs::new(dir.path().join("runs"));
+    let mut seen = 0;
+    for i in 1..=3 {
+        let mut o = options(&dir.path().join("data"));
+        o.shard = Some((i, 3));
+        seen += runner::run(&p, "tiny", &runs, &o).unwrap().ran;
+    }
+    assert_eq!(seen, 4);
+    assert!(runner::parse_shard("0/3").is_err() && runner::parse_shard("4/3").is_err() && runner::parse_shard("2/3").is_ok());
+}
+
+#[test]
+fn none_and_gh_plus_plus_of_a_seed_share_initialisation_and_data_order() {
+    // Seeds derive from (task, seed) only: the first training batch and the initial evaluation
+    // agree between harmonizers of one seed, and differ between seeds.
+    let task = baselines::data::DigitsTask::parse("M-U").unwrap();
+    let a = baselines::train::derive_seed(&task, 1, "init");
+    assert_eq!(a, baselines::train::derive_seed(&task, 1, "init"));
+    assert_ne!(a, baselines::train::derive_seed(&task, 2, "init"));
+    let p = protocol();
+    let cells = bench_suite::grid::cells(&p, "tiny").unwrap();
+    let cdan: Vec<_> = cells.iter().filter(|c| c.baseline == "cdan").collect();
+    let (none, ghpp) = (cdan[0].spec.as_ref().unwrap(), cdan[1].spec.as_ref().unwrap());
+    assert_ne!(none.harmonizer, ghpp.harmonizer);
+    assert_eq!((none.task, none.seed), (ghpp.task, ghpp.seed));
+}
+
+#[test]
+fn digits_layout_matches_what_data_fetch_installs() {
+    // The files the readers open are payload paths of data-fetch's manifest.
+    let manifest = data_fetch::manifest::Manifest::embedded().unwrap();
+    for domain in [baselines::data::Domain::Mnist, baselines::data::Domain::Usps, baselines::data::Domain::Svhn] {
+        for split in [baselines::data::Split::Train, baselines::data::Split::Test] {
+            let (images, labels) = domain.files(split);
+            for path in [Some(images), labels].into_iter().flatten() {
+                let (dataset, rel) = path.split_once('/').unwrap();
+                let d = manifest.dataset(dataset).unwrap_or_else(|| panic!("{dataset} not in the manifest"));
+                assert!(d.files.iter().any(|f| f.payload_path() == Some(rel)), "{path} is not installed by data-fetch");
+            }
+        }
+    }
+}
+
+/// Writes synthetic digits for manual runs: `FAKE_DIGITS_ROOT=dir cargo make test -p bench-suite --test grid -- --ignored write_fake_digits`.
+#[test]
+#[ignore]
+fn write_fake_digits() {
+    let dir = std::env::var("FAKE_DIGITS_ROOT").expect("set FAKE_DIGITS_ROOT");
+    baselines::data::synthetic::write_fake_digits_root(Path::new(&dir), 400, 200, 7).unwrap();
+}

@@ -1,0 +1,301 @@
+//! LaTeX tables in the paper's layout: tasks as columns plus Avg, each baseline followed by its
+//! +GH and +GH++ rows, best per column in bold, the paper's number and our difference beside ours.
+
+use crate::aggregate::Aggregate;
+use crate::paper::PaperResults;
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+/// Which evaluation a table reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// The model after the last iteration (no model selection).
+    Last,
+    /// The best evaluation on target test labels: oracle selection, as the released code reports.
+    BestOracle,
+}
+
+impl Selection {
+    pub fn slug(self) -> &'static str {
+        match self {
+            Selection::Last => "last",
+            Selection::BestOracle => "best",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Selection::Last => "the model after the last iteration (no model selection)",
+            Selection::BestOracle => "the best of all evaluations, chosen with the target test labels (oracle selection, as the released code reports)",
+        }
+    }
+
+    fn of(self, a: &Aggregate) -> (Option<f64>, Option<f64>) {
+        match self {
+            Selection::Last => (a.final_mean, a.final_std),
+            Selection::BestOracle => (a.best_mean, a.best_std),
+        }
+    }
+}
+
+pub const BASELINE_ORDER: [&str; 6] = ["source-only", "cdan", "mcd", "dwl", "gvb", "ssrt"];
+
+/// Paper-style row name: CDAN, CDAN+GH, MCD+GH++ (α=0.25), GVB+GH (scope-only), ...
+pub fn row_name(baseline: &str, harmonizer: &str) -> String {
+    let base = match baseline {
+        "source-only" => "Source only".to_owned(),
+        b => b.to_ascii_uppercase(),
+    };
+    let (method, qualifiers) = match harmonizer.split_once('(') {
+        Some((m, q)) => (m, Some(q.trim_end_matches(')'))),
+        None => (harmonizer, None),
+    };
+    let mut name = match method {
+        "none" => base,
+        "gh" => format!("{base}+GH"),
+        "gh++" => format!("{base}+GH++"),
+        other => format!("{base}+{other}"),
+    };
+    if let Some(q) = qualifiers {
+        name.push_str(&format!(" ({q})"));
+    }
+    name
+}
+
+/// Rows in the paper's order: baselines, each with none, gh, gh++ first, then variants.
+pub fn ordered_rows(aggs: &[Aggregate]) -> Vec<(String, String)> {
+    let mut rows: BTreeSet<(usize, usize, String, String)> = BTreeSet::new();
+    for a in aggs {
+        let b = BASELINE_ORDER.iter().position(|x| *x == a.baseline).unwrap_or(BASELINE_ORDER.len());
+        let h = match a.harmonizer.as_str() {
+            "none" => 0,
+            "gh" => 1,
+            "gh++" => 2,
+            _ => 3,
+        };
+        rows.insert((b, h, a.baseline.clone(), a.harmonizer.clone()));
+    }
+    rows.into_iter().map(|(_, _, b, h)| (b, h)).collect()
+}
+
+/// Escapes text for LaTeX and turns the few non-ASCII symbols we print into math.
+pub fn escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\textbackslash{}"),
+            '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '~' => out.push_str("\\textasciitilde{}"),
+            '^' => out.push_str("\\textasciicircum{}"),
+            '→' => out.push_str("$\\to$"),
+            'α' => out.push_str("$\\alpha$"),
+            '±' => out.push_str("$\\pm$"),
+            '‡' => out.push_str("$\\ddagger$"),
+            '×' => out.push_str("$\\times$"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn task_header(task: &str) -> String {
+    escape(&task.replace('-', "→"))
+}
+
+fn signed(x: f64) -> String {
+    if x < 0.0 {
+        format!("$-${:.1}", -x)
+    } else {
+        format!("+{x:.1}")
+    }
+}
+
+struct Cell {
+    mean: Option<f64>,
+    std: Option<f64>,
+    paper: Option<f64>,
+    diverged: u32,
+    runs: u32,
+}
+
+fn render_cell(c: &Cell, bold: bool) -> String {
+    let mut s = match c.mean {
+        Some(m) => {
+            let m = format!("{m:.1}");
+            let m = if bold { format!("\\textbf{{{m}}}") } else { m };
+            match c.std {
+                Some(sd) => format!("{m}{{\\scriptsize$\\pm${sd:.1}}}"),
+                None => m,
+            }
+        }
+        None if c.runs > 0 && c.diverged == c.runs => "div.".to_owned(),
+        None => "--".to_owned(),
+    };
+    if c.diverged > 0 && c.mean.is_some() {
+        s.push_str(&format!("$^{{\\dagger{}}}$", c.diverged));
+    }
+    match (c.mean, c.paper) {
+        (Some(m), Some(p)) => s.push_str(&format!(" {{\\scriptsize({p:.1}, {})}}", signed(m - p))),
+        (None, Some(p)) => s.push_str(&format!(" {{\\scriptsize({p:.1})}}")),
+        _ => {}
+    }
+    s
+}
+
+/// One dataset's accuracy table.
+pub fn accuracy_table(dataset: &str, selection: Selection, aggs: &[Aggregate], paper: &PaperResults, deviations: &[String], profile: &str) -> String {
+    let aggs: Vec<&Aggregate> = aggs.iter().filter(|a| a.dataset == dataset).collect();
+    let order = paper.task_order(dataset);
+    let mut tasks: Vec<String> = order.iter().filter(|t| aggs.iter().any(|a| &a.task == *t)).cloned().collect();
+    for a in &aggs {
+        if !tasks.contains(&a.task) {
+            tasks.push(a.task.clone());
+        }
+    }
+    let owned: Vec<Aggregate> = aggs.iter().map(|a| (*a).clone()).collect();
+    let rows = ordered_rows(&owned);
+    // cells[row][col], the last column is Avg over the table's tasks.
+    let mut cells: Vec<Vec<Cell>> = Vec::new();
+    for (baseline, harmonizer) in &rows {
+        let mut row = Vec::new();
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for t in &tasks {
+            let a = aggs.iter().find(|a| &a.task == t && &a.baseline == baseline && &a.harmonizer == harmonizer);
+            let (mean, std) = a.map(|a| selection.of(a)).unwrap_or((None, None));
+            let p = paper.accuracy(dataset, baseline, harmonizer, t);
+            ours.push(mean);
+            theirs.push(p);
+            row.push(Cell { mean, std, paper: p, diverged: a.map(|a| a.diverged).unwrap_or(0), runs: a.map(|a| a.runs).unwrap_or(0) });
+        }
+        let avg = |v: &[Option<f64>]| v.iter().copied().collect::<Option<Vec<f64>>>().map(|v| v.iter().sum::<f64>() / v.len() as f64);
+        row.push(Cell { mean: avg(&ours), std: None, paper: avg(&theirs), diverged: 0, runs: 0 });
+        cells.push(row);
+    }
+    let columns = tasks.len() + 1;
+    let best: Vec<Option<f64>> = (0..columns)
+        .map(|c| cells.iter().filter_map(|r| r[c].mean).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v)))))
+        .collect();
+    let ns: BTreeSet<u32> = aggs.iter().map(|a| a.completed).collect();
+    let n_text = match ns.len() {
+        0 => "no runs".to_owned(),
+        1 => format!("$n = {}$ seed(s) per cell", ns.iter().next().unwrap()),
+        _ => format!("$n$ from {} to {} seeds per cell", ns.iter().next().unwrap(), ns.iter().last().unwrap()),
+    };
+    let any_diverged = aggs.iter().any(|a| a.diverged > 0);
+    let (table_id, title) = paper.table_of(dataset).unwrap_or_else(|| ("?".into(), dataset.into()));
+    let mut out = String::new();
+    let _ = writeln!(out, "% Generated by `report` from the runs of profile {profile}; do not edit by hand.");
+    let _ = writeln!(out, "\\begin{{table}}[t]");
+    let _ = writeln!(out, "\\centering");
+    let mut caption = format!(
+        "{}: target accuracy (\\%) of {}, mean{{\\scriptsize$\\pm$std}} over completed runs ({n_text}; std with $n-1$). \
+         In brackets: the paper's Table~{table_id} and our difference. Best mean per column in bold. Avg is over the tasks shown.",
+        escape(&title),
+        selection.describe()
+    );
+    if any_diverged {
+        caption.push_str(" $\\dagger k$: $k$ runs diverged (excluded from the mean); div.: all diverged.");
+    }
+    if !deviations.is_empty() {
+        caption.push_str(" Deviations from the paper's protocol: ");
+        caption.push_str(&deviations.iter().map(|d| escape(d)).collect::<Vec<_>>().join("; "));
+        caption.push('.');
+    }
+    let _ = writeln!(out, "\\caption{{{caption}}}");
+    let _ = writeln!(out, "\\label{{tab:{dataset}-{}}}", selection.slug());
+    let _ = writeln!(out, "\\begin{{tabular}}{{l{}}}", "c".repeat(columns));
+    let _ = writeln!(out, "\\toprule");
+    let header: Vec<String> = tasks.iter().map(|t| task_header(t)).chain(std::iter::once("Avg".to_owned())).collect();
+    let _ = writeln!(out, "Method & {} \\\\", header.join(" & "));
+    let _ = writeln!(out, "\\midrule");
+    let mut last_baseline = None;
+    for ((baseline, harmonizer), row) in rows.iter().zip(&cells) {
+        if last_baseline.is_some() && last_baseline != Some(baseline) {
+            let _ = writeln!(out, "\\midrule");
+        }
+        last_baseline = Some(baseline);
+        let rendered: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| render_cell(cell, cell.mean.is_some() && cell.mean == best[c]))
+            .collect();
+        let _ = writeln!(out, "{} & {} \\\\", escape(&row_name(baseline, harmonizer)), rendered.join(" & "));
+    }
+    let _ = writeln!(out, "\\bottomrule");
+    let _ = writeln!(out, "\\end{{tabular}}");
+    let _ = writeln!(out, "\\end{{table}}");
+    out
+}
+
+/// Table VI: training speed and accuracy, each baseline vs its harmonized variants.
+pub fn speed_table(dataset: &str, aggs: &[Aggregate], paper: &PaperResults, profile: &str, machine: &str) -> String {
+    let aggs: Vec<&Aggregate> = aggs.iter().filter(|a| a.dataset == dataset && ["none", "gh", "gh++"].contains(&a.harmonizer.as_str())).collect();
+    let order = paper.task_order(dataset);
+    let tasks: Vec<String> = order.iter().filter(|t| aggs.iter().any(|a| &a.task == *t)).cloned().collect();
+    let owned: Vec<Aggregate> = aggs.iter().map(|a| (*a).clone()).collect();
+    let rows = ordered_rows(&owned);
+    let mut out = String::new();
+    let _ = writeln!(out, "% Generated by `report` from the runs of profile {profile}; do not edit by hand.");
+    let _ = writeln!(out, "\\begin{{table}}[t]");
+    let _ = writeln!(out, "\\centering");
+    let paper_rows: Vec<String> = paper
+        .speed
+        .iter()
+        .flat_map(|s| s.rows.iter())
+        .map(|r| format!("{} {}: {:.5} s/epoch, {:.1}\\%", escape(&row_name(&r.baseline, &r.harmonizer)), task_header(&r.task), r.seconds_per_epoch, r.accuracy))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\\caption{{Training speed and accuracy (\\%, last model) per baseline and harmonizer, mean over completed runs, measured on {}. \
+         s/100: training seconds per 100 iterations (evaluation excluded); s/epoch: per epoch of the run's schedule; $\\times$: time relative to the baseline without harmonization. \
+         The paper's Table~VI (its epochs, its machine): {}.}}",
+        escape(machine),
+        paper_rows.join("; ")
+    );
+    let _ = writeln!(out, "\\label{{tab:{dataset}-speed}}");
+    let _ = writeln!(out, "\\begin{{tabular}}{{l{}}}", "rrrr".repeat(tasks.len()));
+    let _ = writeln!(out, "\\toprule");
+    let group: Vec<String> = tasks.iter().map(|t| format!("\\multicolumn{{4}}{{c}}{{{}}}", task_header(t))).collect();
+    let _ = writeln!(out, " & {} \\\\", group.join(" & "));
+    let sub: Vec<&str> = tasks.iter().flat_map(|_| ["s/100", "s/epoch", "$\\times$", "Acc."]).collect();
+    let _ = writeln!(out, "Method & {} \\\\", sub.join(" & "));
+    let _ = writeln!(out, "\\midrule");
+    for (baseline, harmonizer) in &rows {
+        let mut cols = Vec::new();
+        for t in &tasks {
+            let a = aggs.iter().find(|a| &a.task == t && &a.baseline == baseline && &a.harmonizer == harmonizer);
+            let plain = aggs.iter().find(|a| &a.task == t && &a.baseline == baseline && a.harmonizer == "none");
+            let fmt = |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "--".into());
+            let ratio = match (a.and_then(|a| a.seconds_per_100_steps), plain.and_then(|p| p.seconds_per_100_steps)) {
+                (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+                _ => None,
+            };
+            cols.push(fmt(a.and_then(|a| a.seconds_per_100_steps), 2));
+            cols.push(fmt(a.and_then(|a| a.seconds_per_epoch), 2));
+            cols.push(fmt(ratio, 2));
+            cols.push(fmt(a.and_then(|a| a.final_mean), 1));
+        }
+        let _ = writeln!(out, "{} & {} \\\\", escape(&row_name(baseline, harmonizer)), cols.join(" & "));
+    }
+    let _ = writeln!(out, "\\bottomrule");
+    let _ = writeln!(out, "\\end{{tabular}}");
+    let _ = writeln!(out, "\\end{{table}}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_escapes() {
+        assert_eq!(row_name("mcd", "gh++"), "MCD+GH++");
+        assert_eq!(row_name("gvb", "gh(scope-only)"), "GVB+GH (scope-only)");
+        assert_eq!(row_name("mcd", "gh++(α=0.25)"), "MCD+GH++ (α=0.25)");
+        assert_eq!(escape("a_b 50% M→U α"), "a\\_b 50\\% M$\\to$U $\\alpha$");
+        assert_eq!(signed(-1.25), "$-$1.2");
+    }
+}

@@ -1,0 +1,199 @@
+//! Reading the grid's cells: `<runs>/profiles/<profile>.json` names them, each finished cell has
+//! `cell.json` (labels, spec, deviations), `done` (summary) and `run.jsonl` (the run record).
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// One finished cell, with what the report needs from its record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellRecord {
+    pub hash: String,
+    pub dataset: String,
+    pub task: String,
+    pub baseline: String,
+    /// The harmonizer's label: none, gh, gh++, gh++(α=0.25), gh(scope-only), ...
+    pub harmonizer: String,
+    /// none, gh or gh++.
+    pub harmonizer_method: String,
+    pub alpha: f64,
+    pub seed: u64,
+    pub diverged_at: Option<u64>,
+    /// Percent.
+    pub final_accuracy: Option<f64>,
+    pub best_accuracy: Option<f64>,
+    pub seconds_per_epoch: f64,
+    pub seconds_per_100_steps: f64,
+    pub iterations: u64,
+    pub deviations: Vec<String>,
+    /// Where it ran, as recorded ("cpu (2 threads)", "cuda:0").
+    pub device: String,
+    /// Per harmonized pair: (measured steps, conflict rate, mean w1 and w2 in conflict).
+    pub pairs: BTreeMap<String, PairStats>,
+    /// (iteration, accuracy %) of every evaluation.
+    pub evaluations: Vec<(u64, f64)>,
+    pub telemetry: Vec<Telemetry>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairStats {
+    pub measured_steps: u64,
+    pub conflict_rate: Option<f64>,
+    pub mean_w1: Option<f64>,
+    pub mean_w2: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telemetry {
+    pub iteration: u64,
+    pub pair: String,
+    pub d: f64,
+    pub cos: f64,
+    pub conflict: bool,
+    pub w1: f64,
+    pub w2: f64,
+}
+
+impl Telemetry {
+    /// GH's `g1'·g2'`: `−d(1 − cos²θ)` under a conflict, else `d` (the paper's Fig. 12, after).
+    pub fn gh_after(&self) -> f64 {
+        if self.conflict {
+            -self.d * (1.0 - self.cos * self.cos)
+        } else {
+            self.d
+        }
+    }
+}
+
+/// The profiles whose manifests are in `<runs>/profiles`.
+pub fn profiles(runs: &Path) -> Result<Vec<String>> {
+    let dir = runs.join("profiles");
+    let mut out: Vec<String> = match fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_owned))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
+    Ok(out)
+}
+
+/// The profile's finished cells, plus the number of its cells without a record yet.
+pub fn load_profile(runs: &Path, profile: &str) -> Result<(Vec<CellRecord>, usize)> {
+    let manifest = runs.join("profiles").join(format!("{profile}.json"));
+    let text = fs::read_to_string(&manifest).with_context(|| format!("reading {} (run `bench-suite run --profile {profile}` first)", manifest.display()))?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", manifest.display()))?;
+    let cells = v["cells"].as_array().with_context(|| format!("{}: no 'cells' list", manifest.display()))?;
+    let mut records = Vec::new();
+    let mut missing = 0;
+    for c in cells {
+        let hash = c["hash"].as_str().unwrap_or_default();
+        if hash.is_empty() {
+            continue; // not runnable in the build that wrote the manifest
+        }
+        let dir = runs.join("cells").join(hash);
+        if !dir.join("done").is_file() {
+            missing += 1;
+            continue;
+        }
+        records.push(load_cell(&dir)?);
+    }
+    Ok((records, missing))
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+fn f(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+/// Reads one finished cell folder.
+pub fn load_cell(dir: &Path) -> Result<CellRecord> {
+    let info = read_json(&dir.join("cell.json"))?;
+    let done = read_json(&dir.join("done"))?;
+    let record_path: PathBuf = dir.join("run.jsonl");
+    let text = fs::read_to_string(&record_path).with_context(|| format!("reading {}", record_path.display()))?;
+    let mut evaluations = Vec::new();
+    let mut telemetry = Vec::new();
+    let mut deviations: Vec<String> = info["deviations"].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(str::to_owned)).collect();
+    let mut spec = Value::Null;
+    let mut device = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not a JSON record", record_path.display(), n + 1))?;
+        match v["event"].as_str() {
+            Some("config") => {
+                spec = v["spec"].clone();
+                device = v["context"]["device"].as_str().unwrap_or_default().to_owned();
+                for d in v["context"]["deviations"].as_array().into_iter().flatten() {
+                    if let Some(d) = d.as_str() {
+                        deviations.push(d.to_owned());
+                    }
+                }
+            }
+            Some("eval") => {
+                if let (Some(i), Some(a)) = (v["iteration"].as_u64(), f(&v["accuracy"])) {
+                    evaluations.push((i, 100.0 * a));
+                }
+            }
+            Some("telemetry") => telemetry.push(Telemetry {
+                iteration: v["iteration"].as_u64().unwrap_or(0),
+                pair: v["pair"].as_str().unwrap_or("").to_owned(),
+                d: f(&v["d"]).unwrap_or(f64::NAN),
+                cos: f(&v["cos"]).unwrap_or(f64::NAN),
+                conflict: v["conflict"].as_bool().unwrap_or(false),
+                w1: f(&v["w1"]).unwrap_or(f64::NAN),
+                w2: f(&v["w2"]).unwrap_or(f64::NAN),
+            }),
+            _ => {}
+        }
+    }
+    if spec.is_null() {
+        bail!("{}: no config line", record_path.display());
+    }
+    deviations.sort();
+    deviations.dedup();
+    let pairs = done["harmonization"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, p)| {
+            (
+                k.clone(),
+                PairStats {
+                    measured_steps: p["measured_steps"].as_u64().unwrap_or(0),
+                    conflict_rate: f(&p["conflict_rate"]),
+                    mean_w1: f(&p["mean_w1_in_conflict"]),
+                    mean_w2: f(&p["mean_w2_in_conflict"]),
+                },
+            )
+        })
+        .collect();
+    let text_of = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    Ok(CellRecord {
+        hash: text_of(&info["hash"]),
+        dataset: text_of(&info["dataset"]),
+        task: text_of(&info["task"]),
+        baseline: text_of(&info["baseline"]),
+        harmonizer: text_of(&info["harmonizer"]),
+        harmonizer_method: text_of(&spec["harmonizer"]["method"]),
+        alpha: f(&spec["harmonizer"]["alpha"]).unwrap_or(0.5),
+        seed: info["seed"].as_u64().unwrap_or(0),
+        diverged_at: (done["status"].as_str() == Some("diverged")).then(|| done["iteration"].as_u64().unwrap_or(0)),
+        final_accuracy: f(&done["final_accuracy"]).map(|a| 100.0 * a),
+        best_accuracy: f(&done["best_accuracy_oracle"]).map(|a| 100.0 * a),
+        seconds_per_epoch: f(&done["seconds_per_epoch"]).unwrap_or(f64::NAN),
+        seconds_per_100_steps: f(&done["seconds_per_100_steps"]).unwrap_or(f64::NAN),
+        iterations: done["iterations"].as_u64().unwrap_or(0),
+        deviations,
+        device,
+        pairs,
+        evaluations,
+        telemetry,
+    })
+}

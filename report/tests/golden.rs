@@ -1,0 +1,67 @@
+//! The report on committed records: tables byte-identical to the golden files, every chart
+//! produced as PNG and SVG.
+
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs")
+}
+
+fn golden() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+const TEXT_OUTPUTS: [&str; 5] = ["table_digits_last.tex", "table_digits_best.tex", "table_speed_digits.tex", "aggregates.csv", "index.md"];
+
+#[test]
+fn tables_match_the_golden_files_and_charts_are_drawn() {
+    let out = tempfile::tempdir().unwrap();
+    let g = report::generate_profile(&fixtures(), out.path(), "fixture").unwrap();
+    assert_eq!((g.cells, g.missing), (32, 0));
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    for name in TEXT_OUTPUTS {
+        let produced = std::fs::read_to_string(g.dir.join(name)).unwrap();
+        let golden_file = golden().join(name);
+        if update {
+            std::fs::create_dir_all(golden()).unwrap();
+            std::fs::write(&golden_file, &produced).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden_file).unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", golden_file.display()));
+        assert!(produced == expected, "{name} differs from {}:\n--- produced\n{produced}\n--- expected\n{expected}", golden_file.display());
+    }
+    let mut charts = vec!["speed".to_owned(), "alpha_sensitivity".to_owned()];
+    for task in ["M-U", "U-M"] {
+        charts.push(format!("convergence_{task}"));
+        for b in ["mcd", "dwl"] {
+            charts.push(format!("inner_products_{b}_{task}"));
+        }
+    }
+    for chart in charts {
+        let png = std::fs::read(g.dir.join(format!("{chart}.png"))).unwrap_or_else(|_| panic!("{chart}.png missing"));
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000, "{chart}.png is not a drawn PNG");
+        let svg = std::fs::read_to_string(g.dir.join(format!("{chart}.svg"))).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("<rect") && svg.len() > 2_000, "{chart}.svg is not a drawn SVG");
+    }
+}
+
+#[test]
+fn tables_carry_paper_numbers_bold_bests_and_deviations() {
+    let out = tempfile::tempdir().unwrap();
+    let g = report::generate_profile(&fixtures(), out.path(), "fixture").unwrap();
+    let table = std::fs::read_to_string(g.dir.join("table_digits_last.tex")).unwrap();
+    // The paper's MCD+GH on M→U is 96.7 (Table III).
+    let row = table.lines().find(|l| l.starts_with("MCD+GH &")).unwrap();
+    assert!(row.contains("(96.7, "), "{row}");
+    assert!(table.contains("\\textbf{"), "a best value per column is bold");
+    assert!(table.contains("reduced schedule") && table.contains("head\\_hidden = 32"), "deviations in the caption");
+    let best = std::fs::read_to_string(g.dir.join("table_digits_best.tex")).unwrap();
+    assert!(best.contains("oracle selection"));
+}
+
+#[test]
+fn unknown_profile_is_an_error_naming_the_fix() {
+    let out = tempfile::tempdir().unwrap();
+    let err = report::generate_profile(&fixtures(), out.path(), "nope").unwrap_err();
+    assert!(format!("{err:#}").contains("bench-suite run --profile nope"));
+}
