@@ -303,7 +303,14 @@ fn draw_convergence<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &Co
                 .label(if h == "none" { "baseline".to_owned() } else { h.to_uppercase() })
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2)));
         }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.9)).label_font((FONT, 11)).draw().map_err(plot_err)?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .label_font((FONT, 11))
+            .draw()
+            .map_err(plot_err)?;
     }
     Ok(())
 }

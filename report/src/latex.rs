@@ -178,7 +178,7 @@ pub fn accuracy_table(dataset: &str, selection: Selection, aggs: &[Aggregate], p
     let best: Vec<Option<f64>> = (0..columns)
         .map(|c| cells.iter().filter_map(|r| r[c].mean).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v)))))
         .collect();
-    let ns: BTreeSet<u32> = aggs.iter().map(|a| a.completed).collect();
+    let ns: BTreeSet<u32> = aggs.iter().map(|a| a.runs).collect();
     let n_text = match ns.len() {
         0 => "no runs".to_owned(),
         1 => format!("$n = {}$ seed(s) per cell", ns.iter().next().unwrap()),
@@ -191,7 +191,7 @@ pub fn accuracy_table(dataset: &str, selection: Selection, aggs: &[Aggregate], p
     let _ = writeln!(out, "\\begin{{table}}[t]");
     let _ = writeln!(out, "\\centering");
     let mut caption = format!(
-        "{}: target accuracy (\\%) of {}, mean{{\\scriptsize$\\pm$std}} over completed runs ({n_text}; std with $n-1$). \
+        "{}: target accuracy (\\%) of {}, mean{{\\scriptsize$\\pm$std}} over the runs that completed ({n_text}; std with $n-1$). \
          In brackets: the paper's Table~{table_id} and our difference. Best mean per column in bold. Avg is over the tasks shown.",
         escape(&title),
         selection.describe()
