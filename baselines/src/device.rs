@@ -31,6 +31,13 @@ pub fn select(spec: &str) -> Result<Device> {
     }
 }
 
+/// Waits for the device's queued work (timings on CUDA are otherwise meaningless); no-op on CPU.
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
 /// Human-readable name, as recorded in run configurations.
 pub fn describe(device: Device) -> String {
     match device {

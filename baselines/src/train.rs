@@ -193,7 +193,7 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
                 break;
             }
         }
-        sync(device);
+        crate::device::synchronize(device);
         let elapsed = started.elapsed().as_secs_f64();
         train_seconds += elapsed;
         epoch_clock += elapsed;
@@ -276,12 +276,6 @@ pub fn evaluate(method: &dyn UdaMethod, images: &Tensor, labels: &Tensor) -> std
         start += len;
     }
     Ok(correct.into_iter().map(|(k, v)| (k, v / n as f64)).collect())
-}
-
-fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
 }
 
 /// Sentence per deviation of this run from the paper's protocol, recorded with it.

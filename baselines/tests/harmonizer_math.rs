@@ -59,8 +59,9 @@ proptest! {
         // The harmonized pair is no longer obtuse: (w1 g1)·(w2 g2) ... the projections' angle is 180° − θ.
         let cos_after = dot(&g1p, &g2p) / (dot(&g1p, &g1p).sqrt() * dot(&g2p, &g2p).sqrt());
         prop_assert!((cos_after + r.cos).abs() < 1e-6, "cos after {} vs -cos before {}", cos_after, -r.cos);
-        assert_close(dot(&g1p, &g2p), r.gh_inner_product_after(), scale, "g1'·g2' (telemetry's after)");
-        prop_assert!(r.gh_inner_product_after() >= 0.0);
+        let after = r.d_after.unwrap();
+        assert_close(dot(&g1p, &g2p), after, scale, "g1'·g2' (telemetry's d_after)");
+        prop_assert!(after >= 0.0);
     }
 
     /// Without a conflict every variant leaves both losses alone, exactly.
@@ -101,6 +102,7 @@ proptest! {
         let h = Harmonizer::gh_plus_plus(alpha, GhppRule::Rotation).unwrap();
         let w = h.weights(n1, n2, d);
         prop_assert!(!w.clamped);
+        prop_assert_eq!(w.d_after, Some(0.0));
         let weighted = combine(w.w1, &g1, w.w2, &g2);
         for (k, (s, t)) in r1.iter().zip(&r2).map(|(a, b)| a + b).zip(&weighted).enumerate() {
             prop_assert!((s - t).abs() < 1e-7 * (norm1 + norm2), "component {}: {} vs {}", k, s, t);

@@ -155,12 +155,6 @@ impl Batch {
     }
 }
 
-fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
-}
-
 /// Runs the benchmark. Each kind trains its own copy of the model from the same initialisation;
 /// rounds interleave the kinds so that drift in machine load hits all of them alike.
 pub fn run(config: &StepBenchConfig) -> Result<StepBenchResult> {
@@ -180,7 +174,7 @@ pub fn run(config: &StepBenchConfig) -> Result<StepBenchResult> {
     }
     for _ in 0..config.rounds {
         for (k, kind) in StepKind::ALL.into_iter().enumerate() {
-            sync(config.device);
+            baselines::device::synchronize(config.device);
             let start = Instant::now();
             for _ in 0..config.steps_per_round {
                 if let Some(c) = models[k].step(kind, &config.harmonizer, &batch)? {
@@ -188,7 +182,7 @@ pub fn run(config: &StepBenchConfig) -> Result<StepBenchResult> {
                     conflicts += usize::from(c);
                 }
             }
-            sync(config.device);
+            baselines::device::synchronize(config.device);
             per_round[k].push(start.elapsed().as_secs_f64() / config.steps_per_round as f64);
         }
     }

@@ -108,30 +108,7 @@ impl<'a> Fetcher<'a> {
                 continue;
             }
             let outcome = match self.obtain(dataset, spec)? {
-                Ok(obtained) => {
-                    let source = obtained.source().to_owned();
-                    let installed = match self.install(dataset, spec, obtained) {
-                        Ok(i) => i,
-                        Err(e) => {
-                            // A verified download that does not unpack or check out: nothing of it
-                            // stays (install cleans its staging); report it like a failed mirror.
-                            let _ = fs::remove_file(self.root.downloads_dir(&dataset.name).join(&spec.name));
-                            files.push((spec.name.clone(), FileOutcome::Missing {
-                                attempts: vec![format!("{source}: {e:#}")],
-                                manual: spec.manual.clone(),
-                            }));
-                            continue;
-                        }
-                    };
-                    let outcome = FileOutcome::Installed {
-                        source: installed.source.clone(),
-                        verification: installed.verification.clone(),
-                        sha256: installed.archive.as_ref().or(installed.payload.as_ref()).map(|d| d.sha256.clone()),
-                    };
-                    state.files.insert(spec.name.clone(), installed);
-                    self.root.save_state(&dataset.name, &state)?;
-                    outcome
-                }
+                Ok(obtained) => self.install_and_record(dataset, spec, obtained, &mut state)?,
                 Err(attempts) => FileOutcome::Missing { attempts, manual: spec.manual.clone() },
             };
             files.push((spec.name.clone(), outcome));
@@ -168,16 +145,34 @@ impl<'a> Fetcher<'a> {
         let obtained = self
             .from_local_archive(dataset, spec, file)?
             .map_err(|why| anyhow::anyhow!("{}: {why}", file.display()))?;
-        let installed = self.install(dataset, spec, obtained)?;
+        let outcome = self.install_and_record(dataset, spec, obtained, &mut state)?;
+        self.root.tidy(&dataset.name);
+        if let FileOutcome::Missing { attempts, .. } = &outcome {
+            anyhow::bail!("{}", attempts.join("; "));
+        }
+        Ok(DatasetReport { dataset: dataset.name.clone(), dir: self.root.dataset_dir(&dataset.name), files: vec![(spec.name.clone(), outcome)] })
+    }
+
+    /// Installs a verified file and records it in the dataset's marker. A file that does not
+    /// unpack or check out leaves nothing behind (install cleans its staging) and is reported like
+    /// a failed source.
+    fn install_and_record(&self, dataset: &Dataset, spec: &FileSpec, obtained: Obtained, state: &mut DatasetState) -> Result<FileOutcome> {
+        let source = obtained.source().to_owned();
+        let installed = match self.install(dataset, spec, obtained) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = fs::remove_file(self.root.downloads_dir(&dataset.name).join(&spec.name));
+                return Ok(FileOutcome::Missing { attempts: vec![format!("{source}: {e:#}")], manual: spec.manual.clone() });
+            }
+        };
         let outcome = FileOutcome::Installed {
             source: installed.source.clone(),
             verification: installed.verification.clone(),
-            sha256: installed.archive.as_ref().map(|d| d.sha256.clone()),
+            sha256: installed.archive.as_ref().or(installed.payload.as_ref()).map(|d| d.sha256.clone()),
         };
         state.files.insert(spec.name.clone(), installed);
-        self.root.save_state(&dataset.name, &state)?;
-        self.root.tidy(&dataset.name);
-        Ok(DatasetReport { dataset: dataset.name.clone(), dir: self.root.dataset_dir(&dataset.name), files: vec![(spec.name.clone(), outcome)] })
+        self.root.save_state(&dataset.name, state)?;
+        Ok(outcome)
     }
 
     /// Tries every source in order. Outer error: stop everything (local I/O); inner error: the

@@ -200,7 +200,7 @@ fn inner_product_data(records: &[CellRecord], baseline: &str, task: &str) -> Opt
     let gh = pick("gh");
     if !gh.is_empty() {
         let before: Vec<f64> = gh.iter().map(|t| t.d).collect();
-        let after: Vec<f64> = gh.iter().map(|t| t.gh_after()).filter(|v| v.is_finite()).collect();
+        let after: Vec<f64> = gh.iter().filter_map(|t| t.d_after).filter(|v| v.is_finite()).collect();
         panels.push(Histogram { title: format!("+GH, before: {:.0}% obtuse", conflict(&before)), values: before });
         panels.push(Histogram { title: format!("+GH, after: {:.0}% obtuse", conflict(&after)), values: after });
     }

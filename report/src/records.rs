@@ -54,17 +54,9 @@ pub struct Telemetry {
     pub conflict: bool,
     pub w1: f64,
     pub w2: f64,
-}
-
-impl Telemetry {
-    /// GH's `g1'·g2'`: `−d(1 − cos²θ)` under a conflict, else `d` (the paper's Fig. 12, after).
-    pub fn gh_after(&self) -> f64 {
-        if self.conflict {
-            -self.d * (1.0 - self.cos * self.cos)
-        } else {
-            self.d
-        }
-    }
+    /// The harmonized pair's inner product, as the harmonizer recorded it (none for GH++ as
+    /// released, which defines only the sum).
+    pub d_after: Option<f64>,
 }
 
 /// The profiles whose manifests are in `<runs>/profiles`.
@@ -149,6 +141,7 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
                 conflict: v["conflict"].as_bool().unwrap_or(false),
                 w1: f(&v["w1"]).unwrap_or(f64::NAN),
                 w2: f(&v["w2"]).unwrap_or(f64::NAN),
+                d_after: f(&v["d_after"]),
             }),
             _ => {}
         }

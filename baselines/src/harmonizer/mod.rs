@@ -248,10 +248,17 @@ impl Harmonizer {
             w1: 1.0,
             w2: 1.0,
             clamped: cos != cos_measured && cos_measured.is_finite(),
+            d_after: Some(d),
         };
         if !conflict {
             return record;
         }
+        record.d_after = match (self.method, self.rule) {
+            (Method::None, _) => Some(d),
+            (Method::Gh, _) => Some(-d * (1.0 - cos * cos)),
+            (Method::GhPlusPlus, GhppRule::Rotation) => Some(0.0),
+            (Method::GhPlusPlus, GhppRule::Released) => None,
+        };
         let (w1, w2) = match (self.method, self.rule) {
             (Method::None, _) => (1.0, 1.0),
             (Method::Gh, _) => (1.0 - d / n1, 1.0 - d / n2),
@@ -328,19 +335,10 @@ pub struct Harmonization {
     pub w2: f64,
     /// cos θ had to be clamped (rounding past ±1, or the rotation rule's margin near 180°).
     pub clamped: bool,
-}
-
-impl Harmonization {
-    /// The inner product of GH's two projected gradients, `g1'·g2'` (the paper's Fig. 12,
-    /// "after"): `−d·(1 − cos²θ)` ≥ 0 under a conflict, `d` otherwise. (GH++ as released only
-    /// defines the sum of the harmonized gradients, not the two of them.)
-    pub fn gh_inner_product_after(&self) -> f64 {
-        if self.conflict {
-            -self.d * (1.0 - self.cos * self.cos)
-        } else {
-            self.d
-        }
-    }
+    /// The inner product of the two harmonized gradients (the paper's Fig. 12, "after"): `d`
+    /// without a conflict or harmonizer; GH's `g1'·g2' = −d(1 − cos²θ)`; 0 for GH++ by rotation
+    /// (exactly orthogonal); none for GH++ as released, which defines only the sum of the two.
+    pub d_after: Option<f64>,
 }
 
 /// Running counts over a run's harmonized steps, for summaries (conflict rate, mean weights).
