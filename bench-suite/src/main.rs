@@ -155,7 +155,7 @@ enum Command {
         #[arg(long, env = "GH_DATA_ROOT", default_value = "data")]
         data_root: PathBuf,
         /// Extra data source (folder or base URL) tried before the manifest's mirrors; repeatable.
-        /// Also GH_DATA_MIRROR (colon-separated).
+        /// Also GH_DATA_MIRROR (comma-separated; URLs hold colons).
         #[arg(long = "mirror", value_name = "DIR|URL")]
         mirrors: Vec<String>,
         /// Where `report` writes tables and charts (a subfolder per profile)
@@ -443,7 +443,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("reproduce-all: {why} on {}", baselines::device::describe(device));
             let mut mirrors = mirrors;
             if let Ok(env) = std::env::var("GH_DATA_MIRROR") {
-                mirrors.extend(env.split(':').filter(|s| !s.is_empty()).map(str::to_owned));
+                mirrors.extend(env.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
             }
             let started = std::time::Instant::now();
             fetch_for_profile(&protocol, &profile, &data_root, &mirrors, quiet)?;
