@@ -160,7 +160,6 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
         device,
         format: spec.task.format(),
         classes,
-        total_iters: spec.schedule.iterations,
         source_is_svhn: spec.task.source == crate::data::Domain::Svhn,
     };
     let mut method: Box<dyn UdaMethod> = spec.method.build(&setup)?;

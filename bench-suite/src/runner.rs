@@ -186,7 +186,7 @@ impl Runs {
 
 /// Seconds per 100 iterations for `baseline` on `device_kind`: the mean of finished cells with the
 /// same baseline, harmonizer family and batch, else the profile's prior, else the protocol's.
-fn cost_per_100(protocol: &Protocol, profile: &str, device_kind: &str, info: &CellInfo, measured: &[(CellInfo, RunSummary)]) -> (Option<f64>, bool) {
+fn cost_per_100(protocol: &Protocol, profile: &str, device_kind: &str, info: &CellInfo, measured: &[(CellInfo, RunSummary)]) -> Option<f64> {
     let spec = info.spec.as_ref();
     let same: Vec<f64> = measured
         .iter()
@@ -198,16 +198,15 @@ fn cost_per_100(protocol: &Protocol, profile: &str, device_kind: &str, info: &Ce
         .map(|(_, s)| s.seconds_per_100_steps)
         .collect();
     if !same.is_empty() {
-        return (Some(same.iter().sum::<f64>() / same.len() as f64), true);
+        return Some(same.iter().sum::<f64>() / same.len() as f64);
     }
-    let prior = protocol
+    protocol
         .profiles
         .get(profile)
         .and_then(|p| p.cost.get(&info.baseline))
         .filter(|_| device_kind == "cpu")
         .or_else(|| protocol.cost.get(device_kind).and_then(|c| c.get(&info.baseline)))
-        .copied();
-    (prior, false)
+        .copied()
 }
 
 pub fn plan(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, drop_stand_ins: bool) -> Result<Plan> {
@@ -233,7 +232,7 @@ pub fn plan(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, dro
         } else {
             CellState::Pending
         };
-        let (per_100, _measured) = cost_per_100(protocol, profile, device_kind, &info, &measured);
+        let per_100 = cost_per_100(protocol, profile, device_kind, &info, &measured);
         let estimate = match (&info.spec, per_100) {
             (Some(spec), Some(c)) => Some(spec.schedule.iterations as f64 / 100.0 * c + 2.0),
             _ => None,

@@ -110,6 +110,21 @@ pub fn verify(
     }
 }
 
+/// Checks the digests of a decompressed payload against what the manifest knows of it.
+pub fn verify_payload(file: &str, payload: &crate::manifest::Payload, digests: &Digests) -> Result<()> {
+    if let Some(sha) = &payload.sha256 {
+        if !digests.sha256.eq_ignore_ascii_case(sha) {
+            bail!("decompressed {file}: SHA-256 {} ({} bytes) does not match the manifest's {sha}", digests.sha256, digests.size);
+        }
+    }
+    if let Some(size) = payload.size {
+        if digests.size != size {
+            bail!("decompressed {file} is {} bytes, the manifest expects {size}", digests.size);
+        }
+    }
+    Ok(())
+}
+
 /// SHA-256 pins for files without a published checksum, kept per data root in
 /// `pinned-checksums.toml`. A maintainer copies confirmed pins into the manifest.
 #[derive(Debug)]

@@ -252,21 +252,22 @@ impl<'a> Fetcher<'a> {
             let base = Path::new(&payload.path).file_name().map(PathBuf::from).unwrap_or_default();
             let payload_candidates = [dir.join(&base), dir.join(&dataset.name).join(&base), dir.join(&dataset.name).join(&payload.path)];
             for c in payload_candidates.iter().filter(|c| c.is_file()) {
-                let Some(expected) = &payload.sha256 else {
+                if payload.sha256.is_none() {
                     notes.push(format!("{}: found the decompressed payload, but the manifest knows no checksum for it", c.display()));
                     continue;
-                };
+                }
                 let staging = self.root.staging_dir(&dataset.name);
                 fs::create_dir_all(&staging)?;
                 let staged = staging.join(format!("{}.payload.{}", spec.name, std::process::id()));
                 fs::copy(c, &staged).with_context(|| format!("copying {}", c.display()))?;
                 let digests = digest_file(&staged)?;
-                let size_ok = payload.size.is_none_or(|s| s == digests.size);
-                if digests.sha256.eq_ignore_ascii_case(expected) && size_ok {
-                    return Ok(Ok(Obtained::Payload { path: staged, digests, source: c.display().to_string() }));
+                match checksum::verify_payload(&spec.name, payload, &digests) {
+                    Ok(()) => return Ok(Ok(Obtained::Payload { path: staged, digests, source: c.display().to_string() })),
+                    Err(why) => {
+                        let _ = fs::remove_file(&staged);
+                        notes.push(format!("{}: {why}", c.display()));
+                    }
                 }
-                let _ = fs::remove_file(&staged);
-                notes.push(format!("{}: decompressed payload SHA-256 {} ({} bytes) does not match {expected}", c.display(), digests.sha256, digests.size));
             }
         }
         if notes.is_empty() {
@@ -376,16 +377,7 @@ impl<'a> Fetcher<'a> {
                 let result = (|| -> Result<Digests> {
                     extract::decompress(spec.unpack, &archive_path, &staged)?;
                     let d = digest_file(&staged)?;
-                    if let Some(size) = payload.size {
-                        if d.size != size {
-                            bail!("decompressed {} is {} bytes, the manifest expects {size}", spec.name, d.size);
-                        }
-                    }
-                    if let Some(sha) = &payload.sha256 {
-                        if !d.sha256.eq_ignore_ascii_case(sha) {
-                            bail!("decompressed {} has SHA-256 {}, the manifest expects {sha}", spec.name, d.sha256);
-                        }
-                    }
+                    checksum::verify_payload(&spec.name, payload, &d)?;
                     Ok(d)
                 })();
                 let d = match result {

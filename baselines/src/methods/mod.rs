@@ -135,7 +135,6 @@ pub struct Setup {
     pub device: Device,
     pub format: DigitsFormat,
     pub classes: i64,
-    pub total_iters: u64,
     /// DWL updates its balance weight per iteration when the source is SVHN.
     pub source_is_svhn: bool,
 }
