@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# Installs PyTorch 2.13.0 (the libtorch that tch 0.26 links against) into the project-local venv.
-# The same PyPI wheel serves CPU-only and CUDA machines (~4.7 GB with its CUDA libraries).
-# Idempotent: once a stamp proves a verified install, a rerun returns at once.
+# Installs PyTorch 2.13.0 (the libtorch that tch 0.26 links against) into the project-local venv,
+# and the Python packages of the reference implementations under tools/reference/ (safetensors,
+# to exchange tensors with the Rust side). The same PyPI torch wheel serves CPU-only and CUDA
+# machines (~4.7 GB with its CUDA libraries). Idempotent: once stamps prove a verified install,
+# a rerun returns at once.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="${GH_VENV:-$root/.venv}"
 version=2.13.0
 stamp="$venv/.torch-$version.ok"
+reference_packages=(safetensors==0.8.0 numpy==2.4.6)
+reference_stamp="$venv/.reference-$(printf '%s_' "${reference_packages[@]}").ok"
 
 die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 
+install_reference_packages() {
+  [[ -f $reference_stamp ]] && return 0
+  echo "setup: installing ${reference_packages[*]} into $venv (reference implementations, tools/reference/)"
+  "$venv/bin/python" -m pip install --disable-pip-version-check "${reference_packages[@]}" \
+    || die "pip could not install ${reference_packages[*]} into $venv. Check access to PyPI, then rerun."
+  touch "$reference_stamp"
+}
+
 if [[ -f $stamp && -e $venv/libtorch/lib/libtorch_cpu.so ]]; then
+  install_reference_packages
   exit 0
 fi
 
@@ -37,3 +50,4 @@ installed=$("$venv/bin/python" -W ignore -c 'import torch; print(torch.__version
 ln -sfn "$torch_dir" "$venv/libtorch"
 touch "$stamp"
 echo "setup: libtorch $version ready at $venv/libtorch"
+install_reference_packages

@@ -161,6 +161,8 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
         format: spec.task.format(),
         classes,
         source_is_svhn: spec.task.source == crate::data::Domain::Svhn,
+        iters_per_epoch: spec.schedule.iters_per_epoch,
+        dropout: crate::networks::Dropout::On,
     };
     let mut method: Box<dyn UdaMethod> = spec.method.build(&setup)?;
     let batch = spec.method.batch();

@@ -28,11 +28,14 @@ fn configs() -> Vec<MethodConfig> {
         MethodConfig::Cdan(cdan::Config {
             batch: 32,
             sgd: sgd(0.01),
-            lr_schedule: LrSchedule::Inv { gamma: 0.001, power: 0.75 },
+            lr_schedule: LrSchedule::EpochStep { every: 2, gamma: 0.5 },
+            discriminator_lr_schedule: LrSchedule::Fixed,
             trade_off: 1.0,
-            random_dim: 64,
+            conditioning: cdan::Conditioning::Random { dim: 64 },
             discriminator_hidden: 64,
             grl_max_iter: 10000,
+            source_only_epochs: 1,
+            joint_forward: true,
         }),
         MethodConfig::Mcd(mcd::Config {
             batch: 32,
@@ -224,6 +227,8 @@ fn three_pass_backward_gives_the_same_run_as_two_pass() {
     let config = configs().into_iter().find(|c| matches!(c, MethodConfig::Cdan(_))).unwrap();
     let mut two = spec(config, Harmonizer::gh_plus_plus(0.5, GhppRule::Released).unwrap(), 20);
     two.schedule.eval_every = 10;
+    // CDAN's source-only first epoch: 5 iterations, then 15 harmonized ones.
+    two.schedule.iters_per_epoch = 5;
     let mut three = two.clone();
     three.backward = BackwardPath::ThreePass;
     let a = run(&two, &data, Device::Cpu, &mut NoObserver).unwrap();
@@ -231,5 +236,6 @@ fn three_pass_backward_gives_the_same_run_as_two_pass() {
     let (x, y) = (a.final_accuracy.unwrap(), b.final_accuracy.unwrap());
     assert!((x - y).abs() <= 0.02, "two-pass {x} vs three-pass {y}");
     let (ca, cb) = (&a.harmonization["transfer/cls"], &b.harmonization["transfer/cls"]);
+    assert_eq!(ca.measured_steps, 15);
     assert_eq!(ca.measured_steps, cb.measured_steps);
 }

@@ -13,7 +13,9 @@ use baselines::harmonizer::autograd::{
 use baselines::harmonizer::Harmonizer;
 use baselines::networks::grl::reverse_gradient;
 use baselines::networks::heads::{DomainDiscriminator, LinearClassifier};
+use baselines::networks::init::LayerInit;
 use baselines::networks::lenet::LeNet;
+use baselines::networks::Dropout;
 use std::time::Instant;
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
@@ -80,9 +82,9 @@ struct DannModel {
 impl DannModel {
     fn new(device: Device) -> Result<Self> {
         let stores = [nn::VarStore::new(device), nn::VarStore::new(device), nn::VarStore::new(device)];
-        let features = LeNet::new(&stores[0].root());
-        let classifier = LinearClassifier::new(&stores[1].root(), LeNet::FEATURES, 10);
-        let discriminator = DomainDiscriminator::new(&stores[2].root(), LeNet::FEATURES, 500);
+        let features = LeNet::new(&stores[0].root(), Dropout::On);
+        let classifier = LinearClassifier::new(&stores[1].root(), LeNet::FEATURES, 10, LayerInit::PyTorchDefault);
+        let discriminator = DomainDiscriminator::new(&stores[2].root(), LeNet::FEATURES, 500, LayerInit::XavierNormal, Dropout::On);
         let params =
             Parameters::from_stores(&[("G", &stores[0]), ("C", &stores[1]), ("D", &stores[2])]);
         let scope = params.scope("feature extractor", &["G/"])?;

@@ -29,7 +29,7 @@ eval_every = 2
 
 [profiles.tiny.hyperparameters.cdan]
 batch = 16
-random_dim = 32
+conditioning = { kind = "random", dim = 32 }
 discriminator_hidden = 32
 
 [profiles.tiny.hyperparameters.dwl]

@@ -1,53 +1,80 @@
 //! CDAN+E (conditional adversarial domain adaptation with entropy conditioning), as the paper runs
-//! it (protocols.md, "CDAN"):
-//! - features f = G(x) (source and target forwarded separately), logits = C(f);
-//! - random multilinear map (always on): `(f Rf) ⊙ (softmax(logits)ᵀ Rp) / sqrt(d)` with fixed
-//!   Gaussian Rf, Rp (the softmax enters detached);
-//! - discriminator d-d-ReLU-Drop-d-ReLU-Drop-1 behind a gradient-reversal layer with the
-//!   coefficient 2/(1+exp(−10 i/max_iter)) − 1;
-//! - transfer loss: domain BCE weighted by 1 + exp(−H) (H passed through the same reversal),
-//!   normalised within source and within target.
+//! it (protocols.md, "CDAN", and on digits "CDAN on digits", the CDAN authors' own digits script):
+//! - features f = G(x), logits = C(f); source and target forwarded together (digits) or
+//!   separately (images: batch norm sees each domain alone);
+//! - conditioning on the (detached) softmax p: the outer product p ⊗ f flattened class-major
+//!   (digits default, `conditioning = { kind = "outer" }`), or the random multilinear map
+//!   `(f Rf) ⊙ (p Rp) / sqrt(d)` with fixed Gaussian Rf, Rp (`{ kind = "random", dim = d }`);
+//! - discriminator d-h-ReLU-Drop-h-ReLU-Drop-1 with a sigmoid, behind a gradient-reversal layer
+//!   whose coefficient 2/(1+exp(−10 k/max_iter)) − 1 follows the discriminator's own forward
+//!   counter k (1 on its first forward), as CDAN's `AdversarialNetwork` does;
+//! - transfer loss: domain BCE (`nn.BCELoss`) weighted by 1 + exp(−H), H passed through a reversal
+//!   with the coefficient of the training iteration i, normalised within source and within target;
+//! - the first `source_only_epochs` epochs train the source cross-entropy alone (digits: one); the
+//!   discriminator neither runs nor steps then.
 //!
 //! Harmonized pair: L1 = transfer loss, L2 = source cross-entropy, scope = the base network
 //! (G + C). Total `trade_off·w1·L1 + w2·L2`: the trade-off is applied after harmonizing.
+//!
+//! Initialisation (networks/init.rs): backbone and classifier PyTorch defaults (CDAN's LeNet sets
+//! none), discriminator xavier-normal weights with zero biases (CDAN's `init_weights`).
 
-use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, LrSchedule, Sgd};
-use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, DomainBce, LrSchedule, Sgd};
+use super::{stores_state, Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
 use crate::networks::grl::{grl_coefficient, reverse_gradient};
 use crate::networks::heads::{DomainDiscriminator, LinearClassifier};
+use crate::networks::init::LayerInit;
 use crate::networks::Backbone;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
+/// What the discriminator is conditioned on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Conditioning {
+    /// The outer product softmax ⊗ features (classes × features inputs).
+    Outer,
+    /// The random multilinear map to `dim` inputs.
+    Random { dim: i64 },
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub batch: usize,
-    /// One SGD setting for the base network and the discriminator.
+    /// One SGD setting for the base network and (as its own optimiser) the discriminator.
     pub sgd: Sgd,
-    #[serde(default)]
+    /// The base network's learning-rate schedule.
     pub lr_schedule: LrSchedule,
+    /// The discriminator's (CDAN's digits script keeps it fixed; its image script uses inv).
+    pub discriminator_lr_schedule: LrSchedule,
     /// Weight of the transfer loss, applied after harmonizing (1 in the paper).
     pub trade_off: f64,
-    /// Output size of the random multilinear map (1024).
-    pub random_dim: i64,
-    /// Hidden width of the discriminator (1024).
+    pub conditioning: Conditioning,
+    /// Hidden width of the discriminator (digits 500, images 1024).
     pub discriminator_hidden: i64,
     /// `max_iter` of the GRL coefficient schedule (10000).
     pub grl_max_iter: u64,
+    /// Epochs at the start that train the source cross-entropy only (digits: 1).
+    pub source_only_epochs: u64,
+    /// Source and target in one forward pass (digits) instead of two (images).
+    pub joint_forward: bool,
 }
 
 pub struct Cdan {
     config: Config,
-    _stores: (nn::VarStore, nn::VarStore),
+    iters_per_epoch: u64,
+    stores: (nn::VarStore, nn::VarStore),
     backbone: Backbone,
     classifier: LinearClassifier,
     discriminator: DomainDiscriminator,
-    random_features: Tensor,
-    random_probs: Tensor,
+    /// Rf, Rp of the random multilinear map (undefined for outer-product conditioning).
+    random_matrices: Option<(Tensor, Tensor)>,
+    /// Training forwards of the discriminator so far (its GRL coefficient's counter).
+    discriminator_forwards: u64,
     params: Parameters,
     scope: Scope,
     opt_base: nn::Optimizer,
@@ -58,41 +85,82 @@ impl Cdan {
     pub fn new(config: Config, setup: &Setup) -> Result<Self> {
         let base = nn::VarStore::new(setup.device);
         let disc = nn::VarStore::new(setup.device);
-        let backbone = Backbone::for_format(&(base.root() / "backbone"), setup.format);
-        let classifier = LinearClassifier::new(&(base.root() / "classifier"), backbone.features(), setup.classes);
-        let discriminator = DomainDiscriminator::new(&disc.root(), config.random_dim, config.discriminator_hidden);
-        let opts = (Kind::Float, setup.device);
-        let random_features = Tensor::randn([backbone.features(), config.random_dim], opts);
-        let random_probs = Tensor::randn([setup.classes, config.random_dim], opts);
+        let backbone = Backbone::for_format(&(base.root() / "backbone"), setup.format, setup.dropout);
+        let classifier = LinearClassifier::new(&(base.root() / "classifier"), backbone.features(), setup.classes, LayerInit::PyTorchDefault);
+        let (input, random_matrices) = match config.conditioning {
+            Conditioning::Outer => (backbone.features() * setup.classes, None),
+            Conditioning::Random { dim } => {
+                let opts = (Kind::Float, setup.device);
+                (dim, Some((Tensor::randn([backbone.features(), dim], opts), Tensor::randn([setup.classes, dim], opts))))
+            }
+        };
+        let discriminator = DomainDiscriminator::new(&disc.root(), input, config.discriminator_hidden, LayerInit::XavierNormal, setup.dropout);
         let params = Parameters::from_stores(&[("base", &base), ("disc", &disc)]);
         let scope = params.scope("base network", &["base/"])?;
         let opt_base = config.sgd.build(&base)?;
         let opt_disc = config.sgd.build(&disc)?;
-        Ok(Cdan { config, _stores: (base, disc), backbone, classifier, discriminator, random_features, random_probs, params, scope, opt_base, opt_disc })
+        Ok(Cdan {
+            config,
+            iters_per_epoch: setup.iters_per_epoch,
+            stores: (base, disc),
+            backbone,
+            classifier,
+            discriminator,
+            random_matrices,
+            discriminator_forwards: 0,
+            params,
+            scope,
+            opt_base,
+            opt_disc,
+        })
+    }
+
+    /// The discriminator's input for features `f` and (detached) softmax `p`.
+    fn conditioned(&self, f: &Tensor, p: &Tensor) -> Tensor {
+        match &self.random_matrices {
+            None => {
+                let n = f.size()[0];
+                p.unsqueeze(2).bmm(&f.unsqueeze(1)).view([n, -1])
+            }
+            Some((rf, rp)) => f.mm(rf) * p.mm(rp) / (rf.size()[1] as f64).sqrt(),
+        }
     }
 }
 
 impl UdaMethod for Cdan {
     fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<()> {
-        let lr = self.config.sgd.lr;
-        apply_schedule(&mut [(&mut self.opt_base, lr), (&mut self.opt_disc, lr)], &self.config.lr_schedule, ctx.iteration);
+        let c = &self.config;
+        apply_schedule(
+            &mut [(&mut self.opt_base, c.sgd.lr, &c.lr_schedule), (&mut self.opt_disc, c.sgd.lr, &c.discriminator_lr_schedule)],
+            ctx.iteration,
+            self.iters_per_epoch,
+        );
         self.opt_base.zero_grad();
         self.opt_disc.zero_grad();
         let ns = batch.source.size()[0];
-        let fs = self.backbone.forward_t(&batch.source, true);
-        let ft = self.backbone.forward_t(&batch.target, true);
-        let features = Tensor::cat(&[&fs, &ft], 0);
+        let features = if c.joint_forward {
+            self.backbone.forward_t(&Tensor::cat(&[&batch.source, &batch.target], 0), true)
+        } else {
+            Tensor::cat(&[self.backbone.forward_t(&batch.source, true), self.backbone.forward_t(&batch.target, true)], 0)
+        };
         let logits = self.classifier.forward(&features);
-        let probs = logits.softmax(1, Kind::Float);
         let cls = logits.narrow(0, 0, ns).cross_entropy_for_logits(&batch.labels);
-        let coeff = grl_coefficient(ctx.iteration, self.config.grl_max_iter);
-        let mapped = features.mm(&self.random_features) * probs.detach().mm(&self.random_probs) / (self.config.random_dim as f64).sqrt();
-        let domain_logits = self.discriminator.forward_t(&reverse_gradient(&mapped, coeff), true);
-        let weights = reverse_gradient(&entropy_per_sample(&probs), coeff).neg().exp() + 1.0;
-        let transfer = weighted_domain_bce(&domain_logits, &weights, ns);
         ctx.log_loss("cls", &cls);
+        if ctx.iteration / self.iters_per_epoch.max(1) < c.source_only_epochs {
+            cls.f_backward()?;
+            self.opt_base.step();
+            return Ok(());
+        }
+        let probs = logits.softmax(1, Kind::Float);
+        self.discriminator_forwards += 1;
+        let disc_coeff = grl_coefficient(self.discriminator_forwards, c.grl_max_iter);
+        let conditioned = self.conditioned(&features, &probs.detach());
+        let domain_probs = self.discriminator.forward_t(&reverse_gradient(&conditioned, disc_coeff), true).sigmoid();
+        let entropy_coeff = grl_coefficient(ctx.iteration, c.grl_max_iter);
+        let weights = reverse_gradient(&entropy_per_sample(&probs), entropy_coeff).neg().exp() + 1.0;
+        let transfer = weighted_domain_bce(&domain_probs, &weights, ns, DomainBce::Clamped);
         ctx.log_loss("transfer", &transfer);
-        let pair = LossPair::new(&transfer, &cls, &self.scope).with_coefficients(self.config.trade_off, 1.0);
+        let pair = LossPair::new(&transfer, &cls, &self.scope).with_coefficients(c.trade_off, 1.0);
         ctx.backward(&self.params, &["transfer/cls"], &StepLosses { pairs: vec![pair], extra: None })?;
         self.opt_base.step();
         self.opt_disc.step();
@@ -101,5 +169,14 @@ impl UdaMethod for Cdan {
 
     fn eval_heads(&self, images: &Tensor) -> HeadOutputs {
         tch::no_grad(|| vec![("c".to_owned(), self.classifier.forward(&self.backbone.forward_t(images, false)))])
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = stores_state(&[("base", &self.stores.0), ("disc", &self.stores.1)]);
+        if let Some((rf, rp)) = &self.random_matrices {
+            out.push(("fixed/random_features".into(), rf.shallow_clone()));
+            out.push(("fixed/random_probs".into(), rp.shallow_clone()));
+        }
+        out
     }
 }

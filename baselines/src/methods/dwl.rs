@@ -23,14 +23,21 @@
 //! Reported accuracy: max over C, C1, C2, C1+C2, C+C1+C2 (each head recorded).
 //! Released-code defects not reproduced: it does not run as committed (import shadowing, double
 //! pooling); this is written from the description.
+//!
+//! Initialisation (networks/init.rs): PyTorch defaults everywhere. protocols.md gives no
+//! initialisation for DWL's digits networks (ours); the explicit normal init of its image
+//! discriminator belongs to the image protocol.
 
-use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use super::{stores_state, Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::data::DigitsFormat;
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
 use crate::networks::dtn::Dtn;
+use crate::networks::init::{batch_norm1d, batch_norm2d, conv2d, linear, LayerInit};
+use crate::networks::Dropout;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
+const INIT: LayerInit = LayerInit::PyTorchDefault;
 use tch::{Kind, Reduction, Tensor};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -76,18 +83,18 @@ enum Generator {
 }
 
 impl Generator {
-    fn new(p: &nn::Path, format: DigitsFormat) -> (Generator, i64) {
+    fn new(p: &nn::Path, format: DigitsFormat, dropout: Dropout) -> (Generator, i64) {
         match format {
             DigitsFormat::Grey28 => (
                 Generator::Small(SmallCnn {
-                    conv1: nn::conv2d(p / "conv1", 1, 32, 5, Default::default()),
-                    bn1: nn::batch_norm2d(p / "bn1", 32, Default::default()),
-                    conv2: nn::conv2d(p / "conv2", 32, 48, 5, Default::default()),
-                    bn2: nn::batch_norm2d(p / "bn2", 48, Default::default()),
+                    conv1: conv2d(p / "conv1", 1, 32, 5, 1, 0, INIT),
+                    bn1: batch_norm2d(p / "bn1", 32),
+                    conv2: conv2d(p / "conv2", 32, 48, 5, 1, 0, INIT),
+                    bn2: batch_norm2d(p / "bn2", 48),
                 }),
                 48 * 4 * 4,
             ),
-            DigitsFormat::Rgb32 => (Generator::Dtn(Dtn::new(p)), Dtn::FEATURES),
+            DigitsFormat::Rgb32 => (Generator::Dtn(Dtn::new(p, dropout)), Dtn::FEATURES),
         }
     }
 
@@ -107,31 +114,33 @@ struct Predictor {
     fc2: nn::Linear,
     bn2: nn::BatchNorm,
     out: nn::Linear,
+    dropout: Dropout,
 }
 
 impl Predictor {
-    fn new(p: &nn::Path, input: i64, classes: i64) -> Self {
+    fn new(p: &nn::Path, input: i64, classes: i64, dropout: Dropout) -> Self {
         Predictor {
-            fc1: nn::linear(p / "fc1", input, 100, Default::default()),
-            bn1: nn::batch_norm1d(p / "bn1", 100, Default::default()),
-            fc2: nn::linear(p / "fc2", 100, 100, Default::default()),
-            bn2: nn::batch_norm1d(p / "bn2", 100, Default::default()),
-            out: nn::linear(p / "out", 100, classes, Default::default()),
+            fc1: linear(p / "fc1", input, 100, INIT),
+            bn1: batch_norm1d(p / "bn1", 100),
+            fc2: linear(p / "fc2", 100, 100, INIT),
+            bn2: batch_norm1d(p / "bn2", 100),
+            out: linear(p / "out", 100, classes, INIT),
+            dropout,
         }
     }
 }
 
 impl ModuleT for Predictor {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let x = self.bn1.forward_t(&self.fc1.forward(&xs.dropout(0.5, train)), train).relu();
-        let x = self.bn2.forward_t(&self.fc2.forward(&x.dropout(0.5, train)), train).relu();
-        self.out.forward(&x.dropout(0.5, train))
+        let x = self.bn1.forward_t(&self.fc1.forward(&self.dropout.apply(xs, 0.5, train)), train).relu();
+        let x = self.bn2.forward_t(&self.fc2.forward(&self.dropout.apply(&x, 0.5, train)), train).relu();
+        self.out.forward(&self.dropout.apply(&x, 0.5, train))
     }
 }
 
 pub struct Dwl {
     config: Config,
-    _stores: Vec<nn::VarStore>,
+    stores: Vec<nn::VarStore>,
     g: Generator,
     c: Predictor,
     c1: Predictor,
@@ -163,23 +172,23 @@ fn bce(logits: &Tensor, target: f64) -> Tensor {
 impl Dwl {
     pub fn new(config: Config, setup: &Setup) -> Result<Self> {
         let stores: Vec<nn::VarStore> = (0..5).map(|_| nn::VarStore::new(setup.device)).collect();
-        let (g, features) = Generator::new(&stores[G].root(), setup.format);
-        let c = Predictor::new(&stores[C].root(), features, setup.classes);
-        let c1 = Predictor::new(&stores[C1].root(), features, setup.classes);
-        let c2 = Predictor::new(&stores[C2].root(), features, setup.classes);
+        let (g, features) = Generator::new(&stores[G].root(), setup.format, setup.dropout);
+        let c = Predictor::new(&stores[C].root(), features, setup.classes, setup.dropout);
+        let c1 = Predictor::new(&stores[C1].root(), features, setup.classes, setup.dropout);
+        let c2 = Predictor::new(&stores[C2].root(), features, setup.classes, setup.dropout);
         let dp = stores[D].root();
         let d = nn::seq()
-            .add(nn::linear(&dp / "fc1", features, 1024, Default::default()))
+            .add(linear(&dp / "fc1", features, 1024, INIT))
             .add_fn(|x| x.relu())
-            .add(nn::linear(&dp / "fc2", 1024, 1024, Default::default()))
+            .add(linear(&dp / "fc2", 1024, 1024, INIT))
             .add_fn(|x| x.relu())
-            .add(nn::linear(&dp / "out", 1024, 1, Default::default()));
+            .add(linear(&dp / "out", 1024, 1, INIT));
         let params = Parameters::from_stores(&[("G", &stores[G]), ("C", &stores[C]), ("C1", &stores[C1]), ("C2", &stores[C2]), ("D", &stores[D])]);
         let scope = params.scope("generator", &["G/"])?;
         let sgd = nn::Sgd { momentum: config.momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false };
         let opts = stores.iter().map(|vs| sgd.build(vs, config.lr)).collect::<Result<Vec<_>, _>>()?;
         let balance = config.initial_balance;
-        Ok(Dwl { config, _stores: stores, g, c, c1, c2, d, params, scope, opts, balance, per_iteration_balance: setup.source_is_svhn })
+        Ok(Dwl { config, stores, g, c, c1, c2, d, params, scope, opts, balance, per_iteration_balance: setup.source_is_svhn })
     }
 
     fn zero(&mut self, which: &[usize]) {
@@ -297,6 +306,12 @@ impl UdaMethod for Dwl {
                 ("c2".to_owned(), p2),
             ]
         })
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let labels = ["G", "C", "C1", "C2", "D"];
+        let stores: Vec<(&str, &nn::VarStore)> = labels.iter().copied().zip(self.stores.iter()).collect();
+        stores_state(&stores)
     }
 
     fn end_epoch(&mut self, source: (&Tensor, &Tensor), target: &Tensor) -> Result<Vec<(String, f64)>> {

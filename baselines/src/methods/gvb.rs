@@ -7,17 +7,26 @@
 //! - transfer loss: domain BCE weighted by exp(−H) (H through the reversal), normalised within
 //!   source and within target.
 //!
+//! The discriminator's reversal coefficient follows its own forward counter (1 on its first
+//! forward), the entropy's the training iteration, as in GVB's code. The domain BCE is GVB's own
+//! `−[y log(p + 1e-8) + (1 − y) log(1 − p + 1e-8)]`.
+//!
+//! Initialisation (networks/init.rs): backbone PyTorch defaults; classifier, bridge and every
+//! discriminator layer Kaiming-normal weights with zero biases (GVB's `init_weights`, which its
+//! code applies to exactly these layers).
+//!
 //! Two harmonized pairs, both over the base network:
 //! A: L1 = transfer loss, L2 = source cross-entropy;  B: L1 = mean|B(f)| (generator bridge),
 //! L2 = mean|b| (discriminator bridge). Total `trade_off·w1·L_transfer + w2·L_cls +
 //! gvbg·w1'·L_gvbg + |gvbd|·w2'·L_gvbd`.
 
-use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, LrSchedule, Sgd};
-use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, DomainBce, LrSchedule, Sgd};
+use super::{stores_state, Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
 use crate::networks::grl::{grl_coefficient, reverse_gradient};
 use crate::networks::heads::LinearClassifier;
-use crate::networks::Backbone;
+use crate::networks::init::{linear, LayerInit};
+use crate::networks::{Backbone, Dropout};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
@@ -28,7 +37,6 @@ use tch::{Kind, Tensor};
 pub struct Config {
     pub batch: usize,
     pub sgd: Sgd,
-    #[serde(default)]
     pub lr_schedule: LrSchedule,
     /// Weight of the transfer loss (1).
     pub trade_off: f64,
@@ -46,33 +54,39 @@ struct BridgedDiscriminator {
     fc2: nn::Linear,
     adversarial: nn::Linear,
     bridge: nn::Linear,
+    dropout: Dropout,
 }
 
 impl BridgedDiscriminator {
-    fn new(p: &nn::Path, input: i64, hidden: i64) -> Self {
+    fn new(p: &nn::Path, input: i64, hidden: i64, dropout: Dropout) -> Self {
+        let init = LayerInit::KaimingNormal;
         BridgedDiscriminator {
-            fc1: nn::linear(p / "fc1", input, hidden, Default::default()),
-            fc2: nn::linear(p / "fc2", hidden, hidden, Default::default()),
-            adversarial: nn::linear(p / "adversarial", hidden, 1, Default::default()),
-            bridge: nn::linear(p / "bridge", hidden, 1, Default::default()),
+            fc1: linear(p / "fc1", input, hidden, init),
+            fc2: linear(p / "fc2", hidden, hidden, init),
+            adversarial: linear(p / "adversarial", hidden, 1, init),
+            bridge: linear(p / "bridge", hidden, 1, init),
+            dropout,
         }
     }
 
     /// (adversarial logit, bridge).
     fn forward(&self, xs: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let h = self.fc1.forward(xs).relu().dropout(0.5, train);
-        let h = self.fc2.forward(&h).relu().dropout(0.5, train);
+        let h = self.dropout.apply(&self.fc1.forward(xs).relu(), 0.5, train);
+        let h = self.dropout.apply(&self.fc2.forward(&h).relu(), 0.5, train);
         (self.adversarial.forward(&h), self.bridge.forward(&h))
     }
 }
 
 pub struct Gvb {
     config: Config,
-    _stores: (nn::VarStore, nn::VarStore),
+    iters_per_epoch: u64,
+    stores: (nn::VarStore, nn::VarStore),
     backbone: Backbone,
     classifier: LinearClassifier,
     bridge: LinearClassifier,
     discriminator: BridgedDiscriminator,
+    /// Training forwards of the discriminator so far (its GRL coefficient's counter).
+    discriminator_forwards: u64,
     params: Parameters,
     scope: Scope,
     opt_base: nn::Optimizer,
@@ -83,15 +97,28 @@ impl Gvb {
     pub fn new(config: Config, setup: &Setup) -> Result<Self> {
         let base = nn::VarStore::new(setup.device);
         let disc = nn::VarStore::new(setup.device);
-        let backbone = Backbone::for_format(&(base.root() / "backbone"), setup.format);
-        let classifier = LinearClassifier::new(&(base.root() / "classifier"), backbone.features(), setup.classes);
-        let bridge = LinearClassifier::new(&(base.root() / "bridge"), backbone.features(), setup.classes);
-        let discriminator = BridgedDiscriminator::new(&disc.root(), setup.classes, config.discriminator_hidden);
+        let backbone = Backbone::for_format(&(base.root() / "backbone"), setup.format, setup.dropout);
+        let classifier = LinearClassifier::new(&(base.root() / "classifier"), backbone.features(), setup.classes, LayerInit::KaimingNormal);
+        let bridge = LinearClassifier::new(&(base.root() / "bridge"), backbone.features(), setup.classes, LayerInit::KaimingNormal);
+        let discriminator = BridgedDiscriminator::new(&disc.root(), setup.classes, config.discriminator_hidden, setup.dropout);
         let params = Parameters::from_stores(&[("base", &base), ("disc", &disc)]);
         let scope = params.scope("base network", &["base/"])?;
         let opt_base = config.sgd.build(&base)?;
         let opt_disc = config.sgd.build(&disc)?;
-        Ok(Gvb { config, _stores: (base, disc), backbone, classifier, bridge, discriminator, params, scope, opt_base, opt_disc })
+        Ok(Gvb {
+            config,
+            iters_per_epoch: setup.iters_per_epoch,
+            stores: (base, disc),
+            backbone,
+            classifier,
+            bridge,
+            discriminator,
+            discriminator_forwards: 0,
+            params,
+            scope,
+            opt_base,
+            opt_disc,
+        })
     }
 
     fn logits(&self, images: &Tensor, train: bool) -> (Tensor, Tensor) {
@@ -104,17 +131,19 @@ impl Gvb {
 impl UdaMethod for Gvb {
     fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<()> {
         let c = self.config.clone();
-        apply_schedule(&mut [(&mut self.opt_base, c.sgd.lr), (&mut self.opt_disc, c.sgd.lr)], &c.lr_schedule, ctx.iteration);
+        apply_schedule(&mut [(&mut self.opt_base, c.sgd.lr, &c.lr_schedule), (&mut self.opt_disc, c.sgd.lr, &c.lr_schedule)], ctx.iteration, self.iters_per_epoch);
         self.opt_base.zero_grad();
         self.opt_disc.zero_grad();
         let ns = batch.source.size()[0];
         let (logits, focal) = self.logits(&Tensor::cat(&[&batch.source, &batch.target], 0), true);
         let probs = logits.softmax(1, Kind::Float);
         let cls = logits.narrow(0, 0, ns).cross_entropy_for_logits(&batch.labels);
-        let coeff = grl_coefficient(ctx.iteration, c.grl_max_iter);
-        let (adversarial, disc_bridge) = self.discriminator.forward(&reverse_gradient(&probs, coeff), true);
-        let weights = reverse_gradient(&entropy_per_sample(&probs), coeff).neg().exp();
-        let transfer = weighted_domain_bce(&(&adversarial - &disc_bridge), &weights, ns);
+        self.discriminator_forwards += 1;
+        let disc_coeff = grl_coefficient(self.discriminator_forwards, c.grl_max_iter);
+        let (adversarial, disc_bridge) = self.discriminator.forward(&reverse_gradient(&probs, disc_coeff), true);
+        let entropy_coeff = grl_coefficient(ctx.iteration, c.grl_max_iter);
+        let weights = reverse_gradient(&entropy_per_sample(&probs), entropy_coeff).neg().exp();
+        let transfer = weighted_domain_bce(&(&adversarial - &disc_bridge).sigmoid(), &weights, ns, DomainBce::Epsilon);
         let gvbg = focal.abs().mean(Kind::Float);
         let gvbd = disc_bridge.abs().mean(Kind::Float);
         ctx.log_loss("cls", &cls);
@@ -133,5 +162,9 @@ impl UdaMethod for Gvb {
 
     fn eval_heads(&self, images: &Tensor) -> HeadOutputs {
         tch::no_grad(|| vec![("c".to_owned(), self.logits(images, false).0)])
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        stores_state(&[("base", &self.stores.0), ("disc", &self.stores.1)])
     }
 }

@@ -13,10 +13,14 @@
 //! max(acc F1, acc F2). Released-code defect not reproduced: its `--GH` flag parsed with
 //! type=bool was always on, so its "GH++" MCD runs actually ran GH; here the harmonizer is the one
 //! named in the run configuration.
+//!
+//! Initialisation (networks/init.rs): PyTorch defaults everywhere (TLL builds G and the heads with
+//! no init of their own).
 
-use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use super::{stores_state, Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
-use crate::networks::Backbone;
+use crate::networks::init::{batch_norm1d, linear, LayerInit};
+use crate::networks::{Backbone, Dropout};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
@@ -50,31 +54,34 @@ struct Head {
     fc2: nn::Linear,
     bn2: nn::BatchNorm,
     out: nn::Linear,
+    dropout: Dropout,
 }
 
 impl Head {
-    fn new(p: &nn::Path, input: i64, hidden: i64, classes: i64) -> Head {
+    fn new(p: &nn::Path, input: i64, hidden: i64, classes: i64, dropout: Dropout) -> Head {
+        let init = LayerInit::PyTorchDefault;
         Head {
-            fc1: nn::linear(p / "fc1", input, hidden, Default::default()),
-            bn1: nn::batch_norm1d(p / "bn1", hidden, Default::default()),
-            fc2: nn::linear(p / "fc2", hidden, hidden, Default::default()),
-            bn2: nn::batch_norm1d(p / "bn2", hidden, Default::default()),
-            out: nn::linear(p / "out", hidden, classes, Default::default()),
+            fc1: linear(p / "fc1", input, hidden, init),
+            bn1: batch_norm1d(p / "bn1", hidden),
+            fc2: linear(p / "fc2", hidden, hidden, init),
+            bn2: batch_norm1d(p / "bn2", hidden),
+            out: linear(p / "out", hidden, classes, init),
+            dropout,
         }
     }
 }
 
 impl ModuleT for Head {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let x = self.bn1.forward_t(&self.fc1.forward(&xs.dropout(0.5, train)), train).relu();
-        let x = self.bn2.forward_t(&self.fc2.forward(&x.dropout(0.5, train)), train).relu();
+        let x = self.bn1.forward_t(&self.fc1.forward(&self.dropout.apply(xs, 0.5, train)), train).relu();
+        let x = self.bn2.forward_t(&self.fc2.forward(&self.dropout.apply(&x, 0.5, train)), train).relu();
         self.out.forward(&x)
     }
 }
 
 pub struct Mcd {
     config: Config,
-    _stores: [nn::VarStore; 3],
+    stores: [nn::VarStore; 3],
     generator: Backbone,
     f1: Head,
     f2: Head,
@@ -100,16 +107,16 @@ fn class_balance_entropy(probs: &Tensor) -> Tensor {
 impl Mcd {
     pub fn new(config: Config, setup: &Setup) -> Result<Self> {
         let stores = [nn::VarStore::new(setup.device), nn::VarStore::new(setup.device), nn::VarStore::new(setup.device)];
-        let generator = Backbone::for_format(&stores[0].root(), setup.format);
-        let f1 = Head::new(&stores[1].root(), generator.features(), config.head_hidden, setup.classes);
-        let f2 = Head::new(&stores[2].root(), generator.features(), config.head_hidden, setup.classes);
+        let generator = Backbone::for_format(&stores[0].root(), setup.format, setup.dropout);
+        let f1 = Head::new(&stores[1].root(), generator.features(), config.head_hidden, setup.classes, setup.dropout);
+        let f2 = Head::new(&stores[2].root(), generator.features(), config.head_hidden, setup.classes, setup.dropout);
         let params = Parameters::from_stores(&[("G", &stores[0]), ("F1", &stores[1]), ("F2", &stores[2])]);
         let scope = params.scope("generator", &["G/"])?;
         let sgd = |momentum: f64| nn::Sgd { momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false };
         let opt_g = sgd(config.momentum_generator).build(&stores[0], config.lr)?;
         let opt_f1 = sgd(config.momentum_heads).build(&stores[1], config.lr)?;
         let opt_f2 = sgd(config.momentum_heads).build(&stores[2], config.lr)?;
-        Ok(Mcd { config, _stores: stores, generator, f1, f2, params, scope, opt_g, opt_f1, opt_f2 })
+        Ok(Mcd { config, stores, generator, f1, f2, params, scope, opt_g, opt_f1, opt_f2 })
     }
 
     fn zero_all(&mut self) {
@@ -169,5 +176,9 @@ impl UdaMethod for Mcd {
             let g = self.generator.forward_t(images, false);
             vec![("f1".to_owned(), self.f1.forward_t(&g, false)), ("f2".to_owned(), self.f2.forward_t(&g, false))]
         })
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        stores_state(&[("G", &self.stores[0]), ("F1", &self.stores[1]), ("F2", &self.stores[2])])
     }
 }

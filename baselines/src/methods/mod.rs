@@ -13,11 +13,13 @@ pub mod mcd;
 pub mod source_only;
 
 use crate::data::DigitsFormat;
+use crate::networks::Dropout;
 use crate::harmonizer::autograd::{backward_plain, backward_three_pass_reference, backward_two_pass, Parameters, StepLosses};
 use crate::harmonizer::{Harmonization, HarmonizationSummary, Harmonizer, Method as HarmonizerMethod};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use tch::nn;
 use tch::{Device, Tensor};
 
 /// The baselines of the digits protocol.
@@ -137,6 +139,10 @@ pub struct Setup {
     pub classes: i64,
     /// DWL updates its balance weight per iteration when the source is SVHN.
     pub source_is_svhn: bool,
+    /// Iterations per epoch of the run (epoch-based schedules: CDAN's digits protocol).
+    pub iters_per_epoch: u64,
+    /// Dropout in training mode: on, except in equivalence tests.
+    pub dropout: Dropout,
 }
 
 /// A labelled source batch and an unlabelled target batch.
@@ -162,6 +168,22 @@ pub trait UdaMethod {
     fn end_epoch(&mut self, _source: (&Tensor, &Tensor), _target: &Tensor) -> Result<Vec<(String, f64)>> {
         Ok(Vec::new())
     }
+
+    /// Every tensor that determines the method's next step, by name: all variables of its stores
+    /// as `<store>/<variable path>` (parameters and batch-norm running statistics) and fixed
+    /// tensors such as CDAN's random matrices. Optimiser state is not included.
+    fn state(&self) -> Vec<(String, Tensor)>;
+}
+
+/// The variables of several stores, named `<label>/<variable path>`, sorted within each store.
+pub fn stores_state(stores: &[(&str, &nn::VarStore)]) -> Vec<(String, Tensor)> {
+    let mut out = Vec::new();
+    for (label, vs) in stores {
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        out.extend(vars.into_iter().map(|(name, t)| (format!("{label}/{name}"), t)));
+    }
+    out
 }
 
 /// The harmonizer and the bookkeeping of one training iteration.

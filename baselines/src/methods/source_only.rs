@@ -2,8 +2,9 @@
 //! adaptation, nothing to harmonize; the lower bound every baseline is compared with.
 
 use super::common::{apply_schedule, LrSchedule, Sgd};
-use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use super::{stores_state, Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::networks::heads::LinearClassifier;
+use crate::networks::init::LayerInit;
 use crate::networks::Backbone;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -15,13 +16,13 @@ use tch::Tensor;
 pub struct Config {
     pub batch: usize,
     pub sgd: Sgd,
-    #[serde(default)]
     pub lr_schedule: LrSchedule,
 }
 
 pub struct SourceOnly {
     config: Config,
-    _vs: nn::VarStore,
+    vs: nn::VarStore,
+    iters_per_epoch: u64,
     backbone: Backbone,
     classifier: LinearClassifier,
     opt: nn::Optimizer,
@@ -30,16 +31,16 @@ pub struct SourceOnly {
 impl SourceOnly {
     pub fn new(config: Config, setup: &Setup) -> Result<Self> {
         let vs = nn::VarStore::new(setup.device);
-        let backbone = Backbone::for_format(&(vs.root() / "backbone"), setup.format);
-        let classifier = LinearClassifier::new(&(vs.root() / "classifier"), backbone.features(), setup.classes);
+        let backbone = Backbone::for_format(&(vs.root() / "backbone"), setup.format, setup.dropout);
+        let classifier = LinearClassifier::new(&(vs.root() / "classifier"), backbone.features(), setup.classes, LayerInit::PyTorchDefault);
         let opt = config.sgd.build(&vs)?;
-        Ok(SourceOnly { config, _vs: vs, backbone, classifier, opt })
+        Ok(SourceOnly { config, vs, iters_per_epoch: setup.iters_per_epoch, backbone, classifier, opt })
     }
 }
 
 impl UdaMethod for SourceOnly {
     fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<()> {
-        apply_schedule(&mut [(&mut self.opt, self.config.sgd.lr)], &self.config.lr_schedule, ctx.iteration);
+        apply_schedule(&mut [(&mut self.opt, self.config.sgd.lr, &self.config.lr_schedule)], ctx.iteration, self.iters_per_epoch);
         self.opt.zero_grad();
         let logits = self.classifier.forward(&self.backbone.forward_t(&batch.source, true));
         let loss = logits.cross_entropy_for_logits(&batch.labels);
@@ -51,5 +52,9 @@ impl UdaMethod for SourceOnly {
 
     fn eval_heads(&self, images: &Tensor) -> HeadOutputs {
         tch::no_grad(|| vec![("c".to_owned(), self.classifier.forward(&self.backbone.forward_t(images, false)))])
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        stores_state(&[("model", &self.vs)])
     }
 }

@@ -1,7 +1,10 @@
 //! DTN for SVHN → MNIST at 32×32 RGB (the digits network of CDAN's and MCD's released code):
 //! three Conv k5 s2 p2 (3→64→128→256) each with BatchNorm, Dropout2d (0.1, 0.3, 0.5) and ReLU,
 //! flatten 4096, Linear 4096→512, BatchNorm, ReLU, Dropout 0.5. Output 512-d features.
+//! Initialisation: PyTorch's defaults for every layer (the released code sets none).
 
+use super::init::{batch_norm1d, batch_norm2d, conv2d, linear, LayerInit};
+use super::Dropout;
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
@@ -10,29 +13,30 @@ pub struct Dtn {
     convs: Vec<(nn::Conv2D, nn::BatchNorm, f64)>,
     fc: nn::Linear,
     bn: nn::BatchNorm,
+    dropout: Dropout,
 }
 
 impl Dtn {
     pub const FEATURES: i64 = 512;
 
-    pub fn new(p: &nn::Path) -> Self {
-        let cfg = nn::ConvConfig { stride: 2, padding: 2, ..Default::default() };
+    pub fn new(p: &nn::Path, dropout: Dropout) -> Self {
         let layers = [(3, 64, 0.1), (64, 128, 0.3), (128, 256, 0.5)];
         let convs = layers
             .iter()
             .enumerate()
             .map(|(i, &(cin, cout, drop))| {
                 (
-                    nn::conv2d(p / format!("conv{}", i + 1), cin, cout, 5, cfg),
-                    nn::batch_norm2d(p / format!("bn{}", i + 1), cout, Default::default()),
+                    conv2d(p / format!("conv{}", i + 1), cin, cout, 5, 2, 2, LayerInit::PyTorchDefault),
+                    batch_norm2d(p / format!("bn{}", i + 1), cout),
                     drop,
                 )
             })
             .collect();
         Dtn {
             convs,
-            fc: nn::linear(p / "fc", 256 * 4 * 4, Self::FEATURES, Default::default()),
-            bn: nn::batch_norm1d(p / "fc_bn", Self::FEATURES, Default::default()),
+            fc: linear(p / "fc", 256 * 4 * 4, Self::FEATURES, LayerInit::PyTorchDefault),
+            bn: batch_norm1d(p / "fc_bn", Self::FEATURES),
+            dropout,
         }
     }
 }
@@ -41,10 +45,10 @@ impl ModuleT for Dtn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut x = xs.shallow_clone();
         for (conv, bn, drop) in &self.convs {
-            x = bn.forward_t(&conv.forward(&x), train).feature_dropout(*drop, train).relu();
+            x = self.dropout.apply_2d(&bn.forward_t(&conv.forward(&x), train), *drop, train).relu();
         }
         let x = self.fc.forward(&x.flatten(1, -1));
-        self.bn.forward_t(&x, train).relu().dropout(0.5, train)
+        self.dropout.apply(&self.bn.forward_t(&x, train).relu(), 0.5, train)
     }
 }
 
@@ -56,7 +60,7 @@ mod tests {
     #[test]
     fn maps_32x32_rgb_to_512_features() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = Dtn::new(&vs.root());
+        let net = Dtn::new(&vs.root(), Dropout::On);
         let y = net.forward_t(&Tensor::zeros([2, 3, 32, 32], (Kind::Float, Device::Cpu)), true);
         assert_eq!(y.size(), vec![2, Dtn::FEATURES]);
     }
