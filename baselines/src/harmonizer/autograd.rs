@@ -27,17 +27,7 @@ impl Parameters {
     /// Trainable variables of several stores, named `<label>/<variable path>` and sorted by name
     /// within each store so the order never depends on hash iteration.
     pub fn from_stores(stores: &[(&str, &VarStore)]) -> Self {
-        let mut names = Vec::new();
-        let mut tensors = Vec::new();
-        for (label, vs) in stores {
-            let mut vars: Vec<(String, Tensor)> =
-                vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-            vars.sort_by(|a, b| a.0.cmp(&b.0));
-            for (name, t) in vars {
-                names.push(format!("{label}/{name}"));
-                tensors.push(t);
-            }
-        }
+        let (names, tensors) = crate::networks::named_variables(stores).into_iter().filter(|(_, t)| t.requires_grad()).unzip();
         Parameters { names, tensors }
     }
 

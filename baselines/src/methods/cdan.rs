@@ -20,9 +20,10 @@
 //! none), discriminator xavier-normal weights with zero biases (CDAN's `init_weights`).
 
 use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, DomainBce, LrSchedule, Sgd};
-use super::{stores_state, Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
 use crate::networks::grl::{grl_coefficient, reverse_gradient};
+use crate::networks::named_variables;
 use crate::networks::heads::{DomainDiscriminator, LinearClassifier};
 use crate::networks::init::LayerInit;
 use crate::networks::Backbone;
@@ -172,7 +173,7 @@ impl UdaMethod for Cdan {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out = stores_state(&[("base", &self.stores.0), ("disc", &self.stores.1)]);
+        let mut out = named_variables(&[("base", &self.stores.0), ("disc", &self.stores.1)]);
         if let Some((rf, rp)) = &self.random_matrices {
             out.push(("fixed/random_features".into(), rf.shallow_clone()));
             out.push(("fixed/random_probs".into(), rp.shallow_clone()));

@@ -145,6 +145,18 @@ mod tests {
     }
 
     #[test]
+    fn the_two_bce_forms_differ_only_at_saturation() {
+        // A target sample (label 0) the discriminator calls source with certainty.
+        let probs = Tensor::from_slice(&[0.5f32, 1.0]).view([2, 1]);
+        let w = Tensor::ones([2], (Kind::Float, Device::Cpu));
+        let both = |form| weighted_domain_bce(&probs, &w, 1, form).double_value(&[]) * 2.0;
+        // Source p = 0.5: ln 2 either way; target p = 1: nn.BCELoss clamps the log at -100,
+        // GVB's form gives -ln(1e-8).
+        assert!((both(DomainBce::Clamped) - (2f64.ln() + 100.0)).abs() < 1e-4, "{}", both(DomainBce::Clamped));
+        assert!((both(DomainBce::Epsilon) - (2f64.ln() + 1e-8f64.ln().abs())).abs() < 1e-3, "{}", both(DomainBce::Epsilon));
+    }
+
+    #[test]
     fn entropy_of_uniform_and_one_hot() {
         let u = Tensor::full([1, 4], 0.25, (Kind::Float, Device::Cpu));
         assert!((entropy_per_sample(&u).double_value(&[0]) - 4f64.ln()).abs() < 1e-4);

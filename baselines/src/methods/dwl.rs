@@ -28,10 +28,11 @@
 //! initialisation for DWL's digits networks (ours); the explicit normal init of its image
 //! discriminator belongs to the image protocol.
 
-use super::{stores_state, Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::data::DigitsFormat;
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
 use crate::networks::dtn::Dtn;
+use crate::networks::named_variables;
 use crate::networks::init::{batch_norm1d, batch_norm2d, conv2d, linear, LayerInit};
 use crate::networks::Dropout;
 use anyhow::Result;
@@ -311,7 +312,7 @@ impl UdaMethod for Dwl {
     fn state(&self) -> Vec<(String, Tensor)> {
         let labels = ["G", "C", "C1", "C2", "D"];
         let stores: Vec<(&str, &nn::VarStore)> = labels.iter().copied().zip(self.stores.iter()).collect();
-        stores_state(&stores)
+        named_variables(&stores)
     }
 
     fn end_epoch(&mut self, source: (&Tensor, &Tensor), target: &Tensor) -> Result<Vec<(String, f64)>> {

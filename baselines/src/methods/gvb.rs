@@ -21,9 +21,10 @@
 //! gvbg·w1'·L_gvbg + |gvbd|·w2'·L_gvbd`.
 
 use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, DomainBce, LrSchedule, Sgd};
-use super::{stores_state, Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
 use crate::networks::grl::{grl_coefficient, reverse_gradient};
+use crate::networks::named_variables;
 use crate::networks::heads::LinearClassifier;
 use crate::networks::init::{linear, LayerInit};
 use crate::networks::{Backbone, Dropout};
@@ -165,6 +166,6 @@ impl UdaMethod for Gvb {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        stores_state(&[("base", &self.stores.0), ("disc", &self.stores.1)])
+        named_variables(&[("base", &self.stores.0), ("disc", &self.stores.1)])
     }
 }

@@ -17,8 +17,9 @@
 //! Initialisation (networks/init.rs): PyTorch defaults everywhere (TLL builds G and the heads with
 //! no init of their own).
 
-use super::{stores_state, Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
+use crate::networks::named_variables;
 use crate::networks::init::{batch_norm1d, linear, LayerInit};
 use crate::networks::{Backbone, Dropout};
 use anyhow::Result;
@@ -179,6 +180,6 @@ impl UdaMethod for Mcd {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        stores_state(&[("G", &self.stores[0]), ("F1", &self.stores[1]), ("F2", &self.stores[2])])
+        named_variables(&[("G", &self.stores[0]), ("F1", &self.stores[1]), ("F2", &self.stores[2])])
     }
 }

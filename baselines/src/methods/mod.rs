@@ -19,7 +19,6 @@ use crate::harmonizer::{Harmonization, HarmonizationSummary, Harmonizer, Method 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use tch::nn;
 use tch::{Device, Tensor};
 
 /// The baselines of the digits protocol.
@@ -175,16 +174,6 @@ pub trait UdaMethod {
     fn state(&self) -> Vec<(String, Tensor)>;
 }
 
-/// The variables of several stores, named `<label>/<variable path>`, sorted within each store.
-pub fn stores_state(stores: &[(&str, &nn::VarStore)]) -> Vec<(String, Tensor)> {
-    let mut out = Vec::new();
-    for (label, vs) in stores {
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        out.extend(vars.into_iter().map(|(name, t)| (format!("{label}/{name}"), t)));
-    }
-    out
-}
 
 /// The harmonizer and the bookkeeping of one training iteration.
 pub struct StepContext {

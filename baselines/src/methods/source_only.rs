@@ -2,7 +2,8 @@
 //! adaptation, nothing to harmonize; the lower bound every baseline is compared with.
 
 use super::common::{apply_schedule, LrSchedule, Sgd};
-use super::{stores_state, Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
+use crate::networks::named_variables;
 use crate::networks::heads::LinearClassifier;
 use crate::networks::init::LayerInit;
 use crate::networks::Backbone;
@@ -55,6 +56,6 @@ impl UdaMethod for SourceOnly {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        stores_state(&[("model", &self.vs)])
+        named_variables(&[("model", &self.vs)])
     }
 }
