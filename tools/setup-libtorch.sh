@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs PyTorch 2.13.0 (the libtorch that tch 0.26 links against) into the project-local venv,
-# and the Python packages of the reference implementations under tools/reference/ (safetensors,
-# to exchange tensors with the Rust side). The same PyPI torch wheel serves CPU-only and CUDA
+# and the Python packages of the reference implementations under tools/reference/ (safetensors and
+# numpy, which its torch API needs, to exchange tensors with the Rust tests). The same PyPI torch wheel serves CPU-only and CUDA
 # machines (~4.7 GB with its CUDA libraries). Idempotent: once stamps prove a verified install,
 # a rerun returns at once.
 set -euo pipefail
