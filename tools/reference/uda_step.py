@@ -240,7 +240,18 @@ class DwlDiscriminator(nn.Module):
 
 # ----------------------------------------------------------------------------- methods
 
-class Cdan:
+class Method:
+    """What the driver needs of a method: `stores` (name -> module), `step`, and the fixed
+    (non-trainable, non-buffer) tensors it exchanges, none by default."""
+
+    def load_fixed(self, state):
+        pass
+
+    def fixed(self):
+        return {}
+
+
+class Cdan(Method):
     """protocols.md "CDAN" and "CDAN on digits"."""
 
     def __init__(self, cfg, classes, ipe):
@@ -303,7 +314,7 @@ class Cdan:
         self.opt_disc.step()
 
 
-class Gvb:
+class Gvb(Method):
     """protocols.md "GVB"."""
 
     def __init__(self, cfg, classes, ipe):
@@ -316,12 +327,6 @@ class Gvb:
         self.opt_base = sgd(self.stores["base"], s["lr"], s["momentum"], s["weight_decay"], s["nesterov"])
         self.opt_disc = sgd(self.stores["disc"], s["lr"], s["momentum"], s["weight_decay"], s["nesterov"])
         self.disc_forwards = 0
-
-    def load_fixed(self, state):
-        pass
-
-    def fixed(self):
-        return {}
 
     def step(self, i, batch, h, rec):
         c, base, disc = self.cfg, self.stores["base"], self.stores["disc"]
@@ -363,7 +368,7 @@ def class_balance_entropy(p):
     return -torch.log(p.mean(dim=0) + 1e-6).mean()
 
 
-class Mcd:
+class Mcd(Method):
     """protocols.md "MCD" (steps A, B harmonized, C x num_k)."""
 
     def __init__(self, cfg, classes, ipe):
@@ -375,12 +380,6 @@ class Mcd:
         self.opt_f1 = sgd(self.stores["F1"], cfg["lr"], cfg["momentum_heads"], wd)
         self.opt_f2 = sgd(self.stores["F2"], cfg["lr"], cfg["momentum_heads"], wd)
         self.opts = [self.opt_g, self.opt_f1, self.opt_f2]
-
-    def load_fixed(self, state):
-        pass
-
-    def fixed(self):
-        return {}
 
     def forward(self, batch):
         xs, ys, xt = batch
@@ -426,7 +425,7 @@ def head_discrepancy(a, b):
     return (F.softmax(a, dim=1) - F.softmax(b, dim=1)).abs().mean()
 
 
-class Dwl:
+class Dwl(Method):
     """protocols.md "DWL" on the digits networks, with the balance weight T held at its initial
     value (it changes only at epoch ends, which three iterations do not reach)."""
 
@@ -441,12 +440,6 @@ class Dwl:
         }
         self.opt = {k: sgd(m, cfg["lr"], cfg["momentum"], cfg["weight_decay"]) for k, m in self.stores.items()}
         self.balance = cfg["initial_balance"]
-
-    def load_fixed(self, state):
-        pass
-
-    def fixed(self):
-        return {}
 
     def zero(self, *names):
         for n in names:

@@ -38,8 +38,10 @@ use crate::networks::Dropout;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
-const INIT: LayerInit = LayerInit::PyTorchDefault;
 use tch::{Kind, Reduction, Tensor};
+
+/// DWL's digits networks keep PyTorch's default initialisation (see the module comment).
+const INIT: LayerInit = LayerInit::PyTorchDefault;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,11 +157,18 @@ pub struct Dwl {
     per_iteration_balance: bool,
 }
 
+/// The stores' labels, in the order of `stores` and `opts`.
+const LABELS: [&str; 5] = ["G", "C", "C1", "C2", "D"];
 const G: usize = 0;
 const C: usize = 1;
 const C1: usize = 2;
 const C2: usize = 3;
 const D: usize = 4;
+
+/// The stores paired with their labels.
+fn labelled(stores: &[nn::VarStore]) -> Vec<(&'static str, &nn::VarStore)> {
+    LABELS.into_iter().zip(stores).collect()
+}
 
 fn discrepancy(a: &Tensor, b: &Tensor) -> Tensor {
     (a.softmax(1, Kind::Float) - b.softmax(1, Kind::Float)).abs().mean(Kind::Float)
@@ -184,7 +193,7 @@ impl Dwl {
             .add(linear(&dp / "fc2", 1024, 1024, INIT))
             .add_fn(|x| x.relu())
             .add(linear(&dp / "out", 1024, 1, INIT));
-        let params = Parameters::from_stores(&[("G", &stores[G]), ("C", &stores[C]), ("C1", &stores[C1]), ("C2", &stores[C2]), ("D", &stores[D])]);
+        let params = Parameters::from_stores(&labelled(&stores));
         let scope = params.scope("generator", &["G/"])?;
         let sgd = nn::Sgd { momentum: config.momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false };
         let opts = stores.iter().map(|vs| sgd.build(vs, config.lr)).collect::<Result<Vec<_>, _>>()?;
@@ -310,9 +319,7 @@ impl UdaMethod for Dwl {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let labels = ["G", "C", "C1", "C2", "D"];
-        let stores: Vec<(&str, &nn::VarStore)> = labels.iter().copied().zip(self.stores.iter()).collect();
-        named_variables(&stores)
+        named_variables(&labelled(&self.stores))
     }
 
     fn end_epoch(&mut self, source: (&Tensor, &Tensor), target: &Tensor) -> Result<Vec<(String, f64)>> {

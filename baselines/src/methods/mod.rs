@@ -174,7 +174,6 @@ pub trait UdaMethod {
     fn state(&self) -> Vec<(String, Tensor)>;
 }
 
-
 /// The harmonizer and the bookkeeping of one training iteration.
 pub struct StepContext {
     pub harmonizer: Harmonizer,
