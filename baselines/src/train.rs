@@ -3,7 +3,9 @@
 //! timing, and a summary. What happens is reported to a [`RunObserver`] (the JSON-lines run
 //! record in [`crate::record`]).
 
-use crate::data::{BatchSampler, DigitsTask, SplitStandIns, TaskData};
+use crate::data::pipeline::Loader;
+use crate::data::transform::{ImageInput, Mode};
+use crate::data::{BatchSampler, DigitsFormat, ImageSet, Samples, SplitStandIns, Task, TaskData};
 use crate::harmonizer::{Harmonization, HarmonizationSummary, Harmonizer};
 use crate::methods::common::accuracy;
 use crate::methods::{BackwardPath, Batch, MethodConfig, Setup, StepContext, UdaMethod};
@@ -29,7 +31,10 @@ pub struct Schedule {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunSpec {
-    pub task: DigitsTask,
+    pub task: Task,
+    /// The image pipeline's transforms (image tasks only; absent for digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageInput>,
     pub seed: u64,
     pub method: MethodConfig,
     pub harmonizer: Harmonizer,
@@ -49,6 +54,11 @@ impl RunSpec {
         if s.iterations == 0 || s.iters_per_epoch == 0 || s.eval_every == 0 || self.telemetry_every == 0 {
             bail!("iterations, iters_per_epoch, eval_every and telemetry_every must be positive");
         }
+        match (&self.task, &self.images) {
+            (Task::Digits(_), Some(_)) => bail!("digits tasks take no image input settings"),
+            (Task::Benchmark { .. } | Task::Own { .. }, None) => bail!("image tasks need image input settings (resize, crop)"),
+            _ => {}
+        }
         if !self.method.name().harmonizes() && self.harmonizer.method() != crate::harmonizer::Method::None {
             bail!("{} has no harmonized pair: run it with harmonizer none", self.method.name());
         }
@@ -58,7 +68,7 @@ impl RunSpec {
 
 /// A seed derived from the task, the run's seed and a purpose only: never from the method or the
 /// harmonizer, so that none / GH / GH++ runs of one seed share initialisation and data order.
-pub fn derive_seed(task: &DigitsTask, seed: u64, purpose: &str) -> u64 {
+pub fn derive_seed(task: &Task, seed: u64, purpose: &str) -> u64 {
     let digest = Sha256::digest(format!("{}|{seed}|{purpose}", task.name()).as_bytes());
     u64::from_le_bytes(digest[..8].try_into().unwrap())
 }
@@ -154,23 +164,23 @@ pub struct RunSummary {
 /// Trains `spec` on `data` and evaluates it.
 pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn RunObserver) -> Result<RunSummary> {
     spec.validate()?;
-    let classes = 10;
+    let classes = data.classes;
     tch::manual_seed(derive_seed(&spec.task, spec.seed, "init") as i64);
     let setup = Setup {
         device,
-        format: spec.task.format(),
+        format: input_format(spec)?,
         classes,
-        source_is_svhn: spec.task.source == crate::data::Domain::Svhn,
+        source_is_svhn: spec.task.digits().is_some_and(|t| t.source == crate::data::Domain::Svhn),
         iters_per_epoch: spec.schedule.iters_per_epoch,
         dropout: crate::networks::Dropout::On,
     };
     let mut method: Box<dyn UdaMethod> = spec.method.build(&setup)?;
     let batch = spec.method.batch();
-    let mut source_order = BatchSampler::new(data.source_train.len() as usize, batch, derive_seed(&spec.task, spec.seed, "source-order"));
-    let mut target_order = BatchSampler::new(data.target_train.len() as usize, batch, derive_seed(&spec.task, spec.seed, "target-order"));
-    // Fixed samples for DWL's per-epoch statistics.
-    let mut stats_order = BatchSampler::new(data.source_train.len() as usize, 1000, derive_seed(&spec.task, spec.seed, "stats"));
-    let mut stats_target = BatchSampler::new(data.target_train.len() as usize, 1000, derive_seed(&spec.task, spec.seed, "stats-target"));
+    let images = spec.images.as_ref();
+    let mut source_order = Stream::train(&data.source_train, batch, derive_seed(&spec.task, spec.seed, "source-order"), images.map(|i| i.source_crop), device);
+    let mut target_order = Stream::train(&data.target_train, batch, derive_seed(&spec.task, spec.seed, "target-order"), images.map(|i| i.target_crop), device);
+    // Samples for DWL's per-epoch statistics (started when first needed).
+    let mut stats_order: Option<(Stream, Stream)> = None;
 
     let mut ctx = StepContext::new(spec.harmonizer, spec.backward);
     let mut evaluations: Vec<Evaluation> = Vec::new();
@@ -184,8 +194,8 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
         let started = Instant::now();
         let measure = it % spec.telemetry_every == 0;
         ctx.begin(it, measure);
-        let (source, labels) = source_order.next_batch(&data.source_train);
-        let (target, _) = target_order.next_batch(&data.target_train);
+        let (source, labels) = source_order.next()?;
+        let (target, _) = target_order.next()?;
         method.train_step(&mut ctx, &Batch { source, labels, target })?;
         if measure {
             observer.telemetry(it, &ctx.records, &ctx.losses)?;
@@ -202,15 +212,21 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
         trained = done;
         if done % s.iters_per_epoch == 0 {
             let epoch = done / s.iters_per_epoch;
-            let (xs, ys) = stats_order.next_batch(&data.source_train);
-            let (xt, _) = stats_target.next_batch(&data.target_train);
+            let stats = stats_order.get_or_insert_with(|| {
+                (
+                    Stream::train(&data.source_train, 1000, derive_seed(&spec.task, spec.seed, "stats"), images.map(|i| i.source_crop), device),
+                    Stream::train(&data.target_train, 1000, derive_seed(&spec.task, spec.seed, "stats-target"), images.map(|i| i.target_crop), device),
+                )
+            });
+            let (xs, ys) = stats.0.next()?;
+            let (xt, _) = stats.1.next()?;
             let extra = method.end_epoch((&xs, &ys), &xt)?;
             observer.epoch(epoch, done, epoch_clock, &extra)?;
             epoch_seconds.push(epoch_clock);
             epoch_clock = 0.0;
         }
         if done % s.eval_every == 0 || done == s.iterations {
-            let heads = match evaluate(method.as_ref(), &data.target_test.images, &data.target_test.labels) {
+            let heads = match evaluate_samples(method.as_ref(), &data.target_test, device)? {
                 Ok(h) => h,
                 Err(reason) => {
                     status = RunStatus::Diverged { iteration: done, reason };
@@ -244,6 +260,69 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
         seconds_per_100_steps: train_seconds / trained.max(1) as f64 * 100.0,
         harmonization: ctx.summary.iter().map(|(k, v)| (k.clone(), PairSummary::from(v))).collect(),
     })
+}
+
+/// The network input of a run: the digits task's format; for image tasks, 32×32 crops train the
+/// DTN (your own data at a small size). 224×224 needs the ImageNet ResNets of the image protocols.
+fn input_format(spec: &RunSpec) -> Result<DigitsFormat> {
+    match (&spec.task, &spec.images) {
+        (Task::Digits(t), _) => Ok(t.format()),
+        (_, Some(input)) if input.crop == 32 => Ok(DigitsFormat::Rgb32),
+        (_, Some(input)) => bail!(
+            "no backbone for {c}×{c} images in this build: the ImageNet-pretrained ResNet-50/101 arrive with the \
+             image protocols (image benchmarks, part 2). Train the DTN on 32×32 crops meanwhile, e.g. --image-size 36/32",
+            c = input.crop
+        ),
+        (_, None) => bail!("image tasks need image input settings"),
+    }
+}
+
+/// Batches of one training set: sampled from device memory, or read by the image pipeline.
+enum Stream<'a> {
+    Memory(BatchSampler, &'a ImageSet),
+    Files(Loader),
+}
+
+impl<'a> Stream<'a> {
+    fn train(samples: &'a Samples, batch: usize, seed: u64, crop: Option<crate::data::transform::TrainCrop>, device: Device) -> Stream<'a> {
+        match samples {
+            Samples::InMemory(set) => Stream::Memory(BatchSampler::new(set.len() as usize, batch, seed), set),
+            Samples::Files(files) => {
+                let crop = crop.unwrap_or(crate::data::transform::TrainCrop::RandomCrop);
+                Stream::Files(files.train_stream(batch, seed, Mode::Train(crop), device))
+            }
+        }
+    }
+
+    fn next(&mut self) -> Result<(Tensor, Tensor)> {
+        match self {
+            Stream::Memory(sampler, set) => Ok(sampler.next_batch(set)),
+            Stream::Files(loader) => loader.next_batch()?.ok_or_else(|| anyhow::anyhow!("the training stream ended")),
+        }
+    }
+}
+
+/// Accuracy of every head on a test set; `Ok(Err(reason))` when a head's scores are not finite.
+pub fn evaluate_samples(method: &dyn UdaMethod, samples: &Samples, device: Device) -> Result<std::result::Result<BTreeMap<String, f64>, String>> {
+    match samples {
+        Samples::InMemory(set) => Ok(evaluate(method, &set.images, &set.labels)),
+        Samples::Files(files) => {
+            let mut loader = files.eval_stream(200, device);
+            let mut correct: BTreeMap<String, f64> = BTreeMap::new();
+            let mut n = 0usize;
+            while let Some((x, y)) = loader.next_batch()? {
+                let len = y.size()[0] as usize;
+                for (head, scores) in method.eval_heads(&x) {
+                    if !bool::try_from(scores.isfinite().all()).unwrap_or(false) {
+                        return Ok(Err(format!("head '{head}' outputs non-finite scores")));
+                    }
+                    *correct.entry(head).or_default() += accuracy(&scores, &y) * len as f64;
+                }
+                n += len;
+            }
+            Ok(Ok(correct.into_iter().map(|(k, v)| (k, v / n.max(1) as f64)).collect()))
+        }
+    }
 }
 
 /// Why this step's measurements show divergence, if they do.
@@ -282,6 +361,11 @@ pub fn evaluate(method: &dyn UdaMethod, images: &Tensor, labels: &Tensor) -> std
 /// Sentence per deviation of this run from the paper's protocol, recorded with it.
 pub fn deviations(spec: &RunSpec, data: &TaskData) -> Vec<String> {
     let mut out = data.deviations.clone();
+    if let (Task::Benchmark { .. }, Some(input)) = (&spec.task, &spec.images) {
+        if (input.resize, input.crop) != (ImageInput::PAPER.resize, ImageInput::PAPER.crop) {
+            out.push(format!("images resized to {} and cropped to {} (paper protocol: 256 and 224)", input.resize, input.crop));
+        }
+    }
     if spec.harmonizer.method() == crate::harmonizer::Method::GhPlusPlus && spec.harmonizer.rule() != crate::harmonizer::GhppRule::Released {
         out.push(format!("GH++ uses the {} rule, not the released one", spec.harmonizer.rule().name()));
     }

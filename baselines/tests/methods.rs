@@ -74,7 +74,8 @@ fn configs() -> Vec<MethodConfig> {
 
 fn spec(method: MethodConfig, harmonizer: Harmonizer, iterations: u64) -> RunSpec {
     RunSpec {
-        task: DigitsTask::parse("mnist-usps").unwrap(),
+        task: DigitsTask::parse("mnist-usps").unwrap().into(),
+        images: None,
         seed: 3,
         method,
         harmonizer,

@@ -2,6 +2,7 @@
 //! by every cell of the grid.
 
 use anyhow::{Context, Result};
+use baselines::data::image_task::LoadOptions;
 use baselines::data::{load_task, TaskData};
 use baselines::record::{JsonlRecorder, RunContext, Tee};
 use baselines::train::{self, Evaluation, RunObserver, RunSpec, RunSummary};
@@ -48,8 +49,8 @@ impl RunObserver for ProgressObserver {
 }
 
 /// Loads the data of a run (a spec's task and stand-ins).
-pub fn load_data(spec: &RunSpec, data_root: &Path, device: Device) -> Result<TaskData> {
-    load_task(data_root, spec.task, &spec.stand_ins, device)
+pub fn load_data(spec: &RunSpec, data_root: &Path, options: &LoadOptions, device: Device) -> Result<TaskData> {
+    load_task(data_root, &spec.task, &spec.stand_ins, spec.images.as_ref(), options, device)
         .with_context(|| format!("loading the data of {} from {}", spec.task.short_name(), data_root.display()))
 }
 
@@ -59,9 +60,9 @@ pub fn execute(spec: &RunSpec, data: &TaskData, data_root: &Path, device: Device
         device: baselines::device::describe(device),
         torch_threads: tch::get_num_threads(),
         data_root: data_root.display().to_string(),
-        source_train: data.source_train.description.clone(),
-        target_train: data.target_train.description.clone(),
-        target_test: data.target_test.description.clone(),
+        source_train: data.source_train.description().to_owned(),
+        target_train: data.target_train.description().to_owned(),
+        target_test: data.target_test.description().to_owned(),
         deviations: train::deviations(spec, data),
         suite_version: env!("CARGO_PKG_VERSION").to_owned(),
         started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),

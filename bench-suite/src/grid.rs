@@ -180,11 +180,11 @@ fn run_spec(
     seed: u64,
     stand_ins: &SplitStandIns,
 ) -> Result<(RunSpec, Vec<String>)> {
-    if dataset != "digits" {
-        bail!("{dataset} needs the ImageNet-pretrained ResNet / ViT pipeline, which this build does not have yet");
-    }
+    let parsed = baselines::data::Task::for_protocol(dataset, task)?;
+    let Some(task_spec) = parsed.digits() else {
+        bail!("{dataset} needs the ImageNet-pretrained ResNet / ViT backbones and image protocols, which this build does not have yet");
+    };
     let method = MethodName::parse(baseline).map_err(|_| anyhow::anyhow!("baseline '{baseline}' is not implemented yet"))?;
-    let task_spec = baselines::data::DigitsTask::parse(task)?;
     let paper_config = protocol.method_config(dataset, method, Some(task))?;
     let paper_schedule = protocol.schedule(dataset, method)?;
     let mut deviations = Vec::new();
@@ -215,7 +215,8 @@ fn run_spec(
         .map(|(d, s)| (*d, *s))
         .collect();
     let spec = RunSpec {
-        task: task_spec,
+        task: task_spec.into(),
+        images: None,
         seed,
         method: config,
         harmonizer,

@@ -1,7 +1,10 @@
 //! `bench-suite`: runs the experiments of the reproduction suite.
 
 use anyhow::{Context, Result};
-use baselines::data::{parse_stand_in, DigitsTask, SplitStandIns};
+use baselines::data::decoded_cache::CacheMode;
+use baselines::data::image_task::LoadOptions;
+use baselines::data::transform::ImageInput;
+use baselines::data::{parse_stand_in, SplitStandIns, Task};
 use baselines::harmonizer::{GhppRule, Harmonizer, Method, OutsideScope};
 use baselines::methods::{BackwardPath, MethodName};
 use baselines::train::RunSpec;
@@ -62,9 +65,29 @@ enum Command {
         /// Outside the scope: reweighted (as released: heads get w1/w2 too) or scope-only (a deviation)
         #[arg(long, default_value = "reweighted")]
         outside_scope: OutsideScopeArg,
-        /// mnist-usps (M-U), usps-mnist (U-M) or svhn-mnist (S-M)
+        /// A digits task (mnist-usps / M-U, usps-mnist, svhn-mnist), a benchmark task
+        /// (office31:A-W, officehome:Ar-Cl, visda2017:Syn-Real, domainnet:clp-inf), or your own
+        /// data: folder:PATH_A->PATH_B (two folders of class subfolders with the same class names)
+        /// or list:FILE_A->FILE_B (two '<path> <label>' image lists). Image tasks use the
+        /// method's digits hyperparameters until the image protocols arrive (recorded).
         #[arg(long)]
         task: String,
+        /// Image tasks: resize side / crop side. 32-pixel crops train the DTN; 224 needs the
+        /// ImageNet ResNets (not in this build yet)
+        #[arg(long, value_name = "RESIZE/CROP", default_value = "256/224")]
+        image_size: String,
+        /// Image tasks: decoding threads (default: all cores)
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Image tasks: ready batches that may wait in the queue
+        #[arg(long, default_value_t = 4)]
+        prefetch: usize,
+        /// Image tasks: the decoded cache (auto: on where the disk has room; off: decode every time)
+        #[arg(long, default_value = "auto")]
+        cache: String,
+        /// Image tasks: where decoded caches live (default: <data-root>/.decoded-cache)
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Training iterations (default: the protocol's schedule)
@@ -255,8 +278,10 @@ fn fetch_for_profile(protocol: &Protocol, profile: &str, data_root: &std::path::
     let mut names: Vec<String> = Vec::new();
     for cell in bench_suite::grid::cells(protocol, profile)? {
         if let Some(spec) = cell.spec {
-            for d in [spec.task.source, spec.task.target] {
-                names.push(d.name().to_owned());
+            if let Some(t) = spec.task.digits() {
+                for d in [t.source, t.target] {
+                    names.push(d.name().to_owned());
+                }
             }
         }
     }
@@ -298,6 +323,26 @@ fn write_report(runs: &std::path::Path, profile: &str, out: &std::path::Path) ->
     Ok(())
 }
 
+/// A progress bar for building decoded caches (one per list, shown while it builds).
+fn cache_progress_bar() -> baselines::data::image_task::CacheProgress {
+    let bar = std::sync::Mutex::new(None::<(String, indicatif::ProgressBar)>);
+    std::sync::Arc::new(move |what: &str, done: usize, total: usize| {
+        let mut slot = bar.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_none_or(|(w, _)| w != what) {
+            let b = indicatif::ProgressBar::new(total as u64);
+            b.set_style(indicatif::ProgressStyle::with_template("decoded cache {prefix} [{bar:25}] {pos}/{len} images, ETA {eta}").expect("valid template"));
+            b.set_prefix(what.to_owned());
+            *slot = Some((what.to_owned(), b));
+        }
+        if let Some((_, b)) = slot.as_ref() {
+            b.set_position(done as u64);
+            if done >= total {
+                b.finish_and_clear();
+            }
+        }
+    })
+}
+
 fn load_protocol(path: &Option<PathBuf>) -> Result<Protocol> {
     match path {
         Some(p) => Protocol::load(p),
@@ -308,13 +353,18 @@ fn load_protocol(path: &Option<PathBuf>) -> Result<Protocol> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::RunOne {
-            method, harmonizer, alpha, rule, outside_scope, task, seed, iters, eval_every, iters_per_epoch, telemetry_every,
-            splits, sets, data_root, device, backward, out, quiet,
+            method, harmonizer, alpha, rule, outside_scope, task, image_size, workers, prefetch, cache, cache_dir, seed, iters,
+            eval_every, iters_per_epoch, telemetry_every, splits, sets, data_root, device, backward, out, quiet,
         } => {
             let protocol = load_protocol(&cli.protocol)?;
             let method = MethodName::parse(&method)?;
-            let task = DigitsTask::parse(&task)?;
-            let mut config = protocol.method_config("digits", method, Some(&task.id()))?;
+            let task = Task::parse(&task)?;
+            let images = match task {
+                Task::Digits(_) => None,
+                _ => Some(ImageInput::parse_size(&image_size).context("--image-size")?),
+            };
+            let task_id = task.digits().map(|t| t.id());
+            let mut config = protocol.method_config("digits", method, task_id.as_deref())?;
             if !sets.is_empty() {
                 let mut table = toml::Table::new();
                 for s in &sets {
@@ -344,7 +394,8 @@ fn run(cli: Cli) -> Result<()> {
                 stand_ins.insert(d, sp);
             }
             let spec = RunSpec {
-                task,
+                task: task.clone(),
+                images,
                 seed,
                 method: config,
                 harmonizer: Harmonizer::new(harmonizer, alpha, rule)?.with_outside_scope(match outside_scope {
@@ -362,7 +413,7 @@ fn run(cli: Cli) -> Result<()> {
             spec.validate()?;
             let device = baselines::device::select(&device)?;
             let out = out.unwrap_or_else(|| {
-                PathBuf::from("runs/one").join(format!("{}-{}-{}-s{seed}", task.name(), method.name(), spec.harmonizer.label().replace(['(', ')', ',', '='], "_")))
+                PathBuf::from("runs/one").join(format!("{}-{}-{}-s{seed}", task.name().replace(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)), "_"), method.name(), spec.harmonizer.label().replace(['(', ')', ',', '='], "_")))
             });
             eprintln!(
                 "run-one: {} {} + {} on {} ({}), seed {seed}, {} iterations, device {}",
@@ -374,7 +425,18 @@ fn run(cli: Cli) -> Result<()> {
                 spec.schedule.iterations,
                 baselines::device::describe(device)
             );
-            let data = execute::load_data(&spec, &data_root, device)?;
+            let mut options = LoadOptions { cache: CacheMode::parse(&cache)?, cache_dir, ..Default::default() };
+            if let Some(w) = workers {
+                options.pipeline.workers = w.max(1);
+            }
+            options.pipeline.prefetch = prefetch.max(1);
+            if !quiet {
+                options.cache_progress = Some(cache_progress_bar());
+            }
+            if images.is_some() {
+                eprintln!("run-one: image task: {}'s digits hyperparameters and schedule (the image protocols are not in this build yet)", method.name());
+            }
+            let data = execute::load_data(&spec, &data_root, &options, device)?;
             for d in baselines::train::deviations(&spec, &data) {
                 eprintln!("run-one: deviation: {d}");
             }

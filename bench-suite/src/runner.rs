@@ -316,7 +316,7 @@ pub fn run(protocol: &Protocol, profile: &str, runs: &Runs, options: &RunOptions
         grid_bar.set_message(format!("cell {}/{}: {}", k + 1, todo.len(), info.label()));
         let key = format!("{}|{:?}", spec.task.name(), spec.stand_ins);
         if !data_cache.contains_key(&key) {
-            match execute::load_data(spec, &options.data_root, options.device) {
+            match execute::load_data(spec, &options.data_root, &Default::default(), options.device) {
                 Ok(d) => {
                     data_cache.insert(key.clone(), d);
                 }

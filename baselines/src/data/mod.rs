@@ -1,14 +1,26 @@
-//! Digits data: readers (one file per format), the transforms of the digits protocol, where each
-//! split lives under the data root, split stand-ins, and seeded batch sampling.
+//! Data: tasks ([`task`]), the digits readers (one file per format) with the digits transforms,
+//! split stand-ins and seeded batch sampling (this file), and the image benchmarks and the image
+//! pipeline ([`benchmarks`], [`image_list`], [`decode`], [`transform`], [`decoded_cache`],
+//! [`pipeline`], [`image_task`]).
 //!
 //! Transforms (protocols.md): M↔U at 28×28 grey (USPS upsampled from 16×16), S→M at 32×32 RGB
 //! (MNIST upsampled and replicated to three channels); pixels scaled to [0, 1], then normalised
 //! with mean 0.5 and std 0.5 (so [-1, 1]).
 
+pub mod benchmarks;
+pub mod decode;
+pub mod decoded_cache;
+pub mod image_list;
+pub mod image_task;
 pub mod mnist;
-pub mod synthetic;
+pub mod pipeline;
 pub mod svhn;
+pub mod synthetic;
+pub mod task;
+pub mod transform;
 pub mod usps;
+
+pub use task::Task;
 
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
@@ -222,16 +234,67 @@ impl ImageSet {
     }
 }
 
-/// The three sets of a digits task.
+/// One set of a task: digits held on the device, or image files read through the pipeline.
+pub enum Samples {
+    InMemory(ImageSet),
+    Files(std::sync::Arc<pipeline::FileSet>),
+}
+
+impl Samples {
+    pub fn len(&self) -> usize {
+        match self {
+            Samples::InMemory(s) => s.len() as usize,
+            Samples::Files(f) => f.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn description(&self) -> &str {
+        match self {
+            Samples::InMemory(s) => &s.description,
+            Samples::Files(f) => &f.description,
+        }
+    }
+}
+
+/// The three sets of a task.
 pub struct TaskData {
-    pub source_train: ImageSet,
-    pub target_train: ImageSet,
-    pub target_test: ImageSet,
-    /// One sentence per stand-in used.
+    pub source_train: Samples,
+    pub target_train: Samples,
+    pub target_test: Samples,
+    /// The class count (from the dataset; for your own data, from its folders or lists).
+    pub classes: i64,
+    /// One sentence per stand-in used, or per data note (files left out).
     pub deviations: Vec<String>,
 }
 
-pub fn load_task(root: &Path, task: DigitsTask, stand_ins: &SplitStandIns, device: Device) -> Result<TaskData> {
+/// Loads any task: digits into device memory (with stand-ins), image tasks as file sets read
+/// through the pipeline at `input`.
+pub fn load_task(
+    root: &Path,
+    task: &Task,
+    stand_ins: &SplitStandIns,
+    input: Option<&transform::ImageInput>,
+    options: &image_task::LoadOptions,
+    device: Device,
+) -> Result<TaskData> {
+    match (task, input) {
+        (Task::Digits(t), None) => load_digits_task(root, *t, stand_ins, device),
+        (Task::Digits(t), Some(_)) => bail!("{}: digits tasks take no image input settings", t.name()),
+        (_, Some(input)) => {
+            if !stand_ins.is_empty() {
+                bail!("split stand-ins (--split) apply to digits tasks only");
+            }
+            image_task::load_image_task(root, task, input, options)
+        }
+        (_, None) => bail!("{}: an image task needs its image input settings (resize, crop)", task.name()),
+    }
+}
+
+pub fn load_digits_task(root: &Path, task: DigitsTask, stand_ins: &SplitStandIns, device: Device) -> Result<TaskData> {
     let format = task.format();
     let mut deviations = Vec::new();
     let mut train_role = |domain: Domain| -> Result<ImageSet> {
@@ -263,7 +326,13 @@ pub fn load_task(root: &Path, task: DigitsTask, stand_ins: &SplitStandIns, devic
     let source_train = train_role(task.source)?;
     let target_train = train_role(task.target)?;
     let target_test = load(root, task.target, Split::Test, format, device)?;
-    Ok(TaskData { source_train, target_train, target_test, deviations })
+    Ok(TaskData {
+        source_train: Samples::InMemory(source_train),
+        target_train: Samples::InMemory(target_train),
+        target_test: Samples::InMemory(target_test),
+        classes: 10,
+        deviations,
+    })
 }
 
 /// Loads one split of one domain at the task's format.

@@ -3,7 +3,7 @@
 //! noisier. Also writes such data as MNIST IDX and USPS LIBSVM files, so that whole pipelines
 //! (readers, grid, report) can be exercised without the real datasets.
 
-use super::{DigitsFormat, ImageSet, TaskData};
+use super::{DigitsFormat, ImageSet, Samples, TaskData};
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use std::io::Write;
@@ -50,9 +50,10 @@ pub fn easy_task(n_train: usize, n_test: usize, format: DigitsFormat, device: De
     let (pt, lt) = band_images(n_train, side, true, seed + 1);
     let (pe, le) = band_images(n_test, side, true, seed + 2);
     TaskData {
-        source_train: image_set(&ps, &ls, side, format, device, "source"),
-        target_train: image_set(&pt, &lt, side, format, device, "target"),
-        target_test: image_set(&pe, &le, side, format, device, "target test"),
+        source_train: Samples::InMemory(image_set(&ps, &ls, side, format, device, "source")),
+        target_train: Samples::InMemory(image_set(&pt, &lt, side, format, device, "target")),
+        target_test: Samples::InMemory(image_set(&pe, &le, side, format, device, "target test")),
+        classes: 10,
         deviations: vec!["synthetic data".to_owned()],
     }
 }
@@ -105,4 +106,44 @@ pub fn libsvm_text(pixels: &[u8], labels: &[u8], side: usize) -> String {
         text.push('\n');
     }
     text
+}
+
+/// Writes a small image domain as class folders under `dir/<class>/` (`per_class` images of
+/// `width`×`height` per class, alternately JPEG and PNG): class k is a bright disc in its own
+/// colour at its own place; `domain_shift` darkens the background, tints it and adds more noise
+/// (the target domain). Returns the class names (`class_a`, `class_b`, ...).
+pub fn write_image_folders(dir: &Path, classes: usize, per_class: usize, width: u32, height: u32, domain_shift: bool, seed: u64) -> Result<Vec<String>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut names = Vec::new();
+    for k in 0..classes {
+        let name = format!("class_{}", (b'a' + k as u8) as char);
+        let class_dir = dir.join(&name);
+        std::fs::create_dir_all(&class_dir)?;
+        for i in 0..per_class {
+            let image = class_image(k, classes, width, height, domain_shift, &mut rng);
+            let path = class_dir.join(format!("{i:04}.{}", if i % 2 == 0 { "jpg" } else { "png" }));
+            image.save(&path).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
+fn class_image(k: usize, classes: usize, width: u32, height: u32, domain_shift: bool, rng: &mut impl Rng) -> image::RgbImage {
+    let colour: [f64; 3] = match k % 3 {
+        0 => [230.0, 40.0, 40.0],
+        1 => [40.0, 220.0, 60.0],
+        _ => [50.0, 70.0, 235.0],
+    };
+    let background: [f64; 3] = if domain_shift { [60.0, 50.0, 90.0] } else { [20.0, 20.0, 20.0] };
+    let noise = if domain_shift { 35.0 } else { 15.0 };
+    let cx = width as f64 * (0.25 + 0.5 * k as f64 / classes.max(2) as f64) + rng.gen_range(-0.05..0.05) * width as f64;
+    let cy = height as f64 * (0.5 + rng.gen_range(-0.1..0.1));
+    let r = width.min(height) as f64 * 0.22;
+    image::RgbImage::from_fn(width, height, |x, y| {
+        let inside = (x as f64 - cx).powi(2) + (y as f64 - cy).powi(2) < r * r;
+        let base = if inside { colour } else { background };
+        let mut px = |c: usize| (base[c] + rng.gen_range(-1.0..1.0) * noise).clamp(0.0, 255.0) as u8;
+        image::Rgb([px(0), px(1), px(2)])
+    })
 }

@@ -1,0 +1,214 @@
+//! The input pipeline of image tasks: batches of transformed images decoded on a rayon pool by a
+//! producer thread, a bounded queue of ready uint8 batches (the step never waits while the CPU
+//! keeps up), and normalisation (ImageNet mean/std) on the device. On CUDA the host batch is
+//! pinned and copied without blocking.
+//!
+//! Determinism: a stream's order is a fresh seeded permutation per pass (drop_last: a batch never
+//! spans two passes), and each sample's random draws come from (stream seed, pass, position), so a
+//! (task, seed) gives the same batches whatever the number of workers or the queue depth.
+
+use super::decode::decode_file;
+use super::decoded_cache::DecodedCache;
+use super::image_list::ImageList;
+use super::transform::{finish, resize_square, sample_rng, splitmix, ImageInput, Mode};
+use anyhow::{Context, Result};
+use fast_image_resize::Resizer;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tch::{Device, Kind, Tensor};
+
+/// ImageNet normalisation (torchvision's).
+pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+
+thread_local! {
+    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+}
+
+/// Runs `f` with this thread's resizer (its scratch buffers are reused).
+pub fn with_resizer<T>(f: impl FnOnce(&mut Resizer) -> T) -> T {
+    RESIZER.with(|r| f(&mut r.borrow_mut()))
+}
+
+/// How many decoding threads, and how many ready batches may wait.
+#[derive(Clone, Copy, Debug)]
+pub struct PipelineOptions {
+    pub workers: usize,
+    pub prefetch: usize,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        PipelineOptions { workers, prefetch: 4 }
+    }
+}
+
+impl PipelineOptions {
+    pub fn pool(&self) -> Result<Arc<rayon::ThreadPool>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.workers.max(1))
+            .thread_name(|i| format!("decode-{i}"))
+            .build()
+            .context("starting the image decoding threads")?;
+        Ok(Arc::new(pool))
+    }
+}
+
+/// The images of one set of a task, and how they are read.
+pub struct FileSet {
+    pub list: Arc<ImageList>,
+    pub cache: Option<Arc<DecodedCache>>,
+    pub input: ImageInput,
+    pub pool: Arc<rayon::ThreadPool>,
+    pub options: PipelineOptions,
+    pub description: String,
+}
+
+impl FileSet {
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Sample `i` transformed in `mode`, as CHW bytes into `out`.
+    pub fn transform_into(&self, i: usize, mode: Mode, rng: &mut impl rand::Rng, out: &mut [u8]) -> Result<()> {
+        let input = &self.input;
+        with_resizer(|resizer| {
+            if let Some(view) = self.cache.as_ref().and_then(|c| c.get(i)) {
+                return finish(resizer, view, input, mode, rng, out);
+            }
+            let decoded = decode_file(&self.list.entries[i].path).with_context(|| self.list.locate(i))?;
+            let resized = resize_square(resizer, decoded, input)?;
+            finish(resizer, resized.view(), input, mode, rng, out)
+        })
+    }
+
+    /// Endless training batches of `batch` images (fewer only if the set is smaller).
+    pub fn train_stream(self: &Arc<Self>, batch: usize, seed: u64, mode: Mode, device: Device) -> Loader {
+        let batch = batch.min(self.len()).max(1);
+        let n = self.len();
+        let mut order: (u64, Vec<usize>) = (u64::MAX, Vec::new());
+        let plan = move |k: u64| -> Option<(u64, Vec<(usize, u64)>)> {
+            let per_pass = (n / batch) as u64;
+            let (pass, b) = (k / per_pass, (k % per_pass) as usize);
+            if order.0 != pass {
+                let mut fresh: Vec<usize> = (0..n).collect();
+                fresh.shuffle(&mut rand::rngs::StdRng::seed_from_u64(splitmix(seed ^ splitmix(pass))));
+                order = (pass, fresh);
+            }
+            Some((pass, (b * batch..(b + 1) * batch).map(|p| (order.1[p], p as u64)).collect()))
+        };
+        Loader::start(self.clone(), Box::new(plan), seed, mode, device)
+    }
+
+    /// Every image once, in list order, in chunks of `chunk`, with the test transform.
+    pub fn eval_stream(self: &Arc<Self>, chunk: usize, device: Device) -> Loader {
+        let n = self.len();
+        let plan = move |k: u64| -> Option<(u64, Vec<(usize, u64)>)> {
+            let start = k as usize * chunk;
+            (start < n).then(|| (0, (start..(start + chunk).min(n)).map(|i| (i, i as u64)).collect()))
+        };
+        Loader::start(self.clone(), Box::new(plan), 0, Mode::Test, device)
+    }
+}
+
+type Plan = Box<dyn FnMut(u64) -> Option<(u64, Vec<(usize, u64)>)> + Send>;
+
+struct RawBatch {
+    pixels: Vec<u8>,
+    labels: Vec<i64>,
+}
+
+/// A running stream of batches; dropping it stops its producer.
+pub struct Loader {
+    rx: Option<Receiver<Result<RawBatch>>>,
+    producer: Option<JoinHandle<()>>,
+    side: i64,
+    device: Device,
+    mean: Tensor,
+    std: Tensor,
+}
+
+impl Loader {
+    fn start(set: Arc<FileSet>, mut plan: Plan, seed: u64, mode: Mode, device: Device) -> Loader {
+        let (tx, rx) = sync_channel::<Result<RawBatch>>(set.options.prefetch.max(1));
+        let side = set.input.crop as usize;
+        let producer = std::thread::Builder::new()
+            .name("batch-producer".into())
+            .spawn(move || {
+                let sample_bytes = 3 * side * side;
+                let mut k = 0u64;
+                while let Some((pass, items)) = plan(k) {
+                    let mut pixels = vec![0u8; items.len() * sample_bytes];
+                    let result: Result<()> = set.pool.install(|| {
+                        pixels.par_chunks_mut(sample_bytes).zip(items.par_iter()).try_for_each(|(out, &(index, position))| {
+                            let mut rng = sample_rng(seed, pass, position);
+                            set.transform_into(index, mode, &mut rng, out)
+                        })
+                    });
+                    let labels = items.iter().map(|&(i, _)| set.list.entries[i].label as i64).collect();
+                    let message = result.map(|_| RawBatch { pixels, labels });
+                    let failed = message.is_err();
+                    if tx.send(message).is_err() || failed {
+                        return;
+                    }
+                    k += 1;
+                }
+            })
+            .expect("spawning the batch producer thread");
+        let opts = (Kind::Float, device);
+        Loader {
+            rx: Some(rx),
+            producer: Some(producer),
+            side: side as i64,
+            device,
+            mean: Tensor::from_slice(&IMAGENET_MEAN).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(opts.1),
+            std: Tensor::from_slice(&IMAGENET_STD).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(opts.1),
+        }
+    }
+
+    /// The next batch as uint8 N×3×S×S (host) and int64 labels, or None when a finite stream ends.
+    pub fn next_raw(&mut self) -> Result<Option<(Tensor, Tensor)>> {
+        let rx = self.rx.as_ref().expect("loader is running");
+        match rx.recv() {
+            Ok(Ok(raw)) => {
+                let n = raw.labels.len() as i64;
+                let images = Tensor::from_slice(&raw.pixels).view([n, 3, self.side, self.side]);
+                Ok(Some((images, Tensor::from_slice(&raw.labels))))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The next batch normalised on the device (float N×3×S×S) with its labels there.
+    pub fn next_batch(&mut self) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(self.next_raw()?.map(|(images, labels)| {
+            let (images, labels) = if self.device.is_cuda() {
+                (images.pin_memory(self.device).to_device_(self.device, Kind::Uint8, true, false), labels.pin_memory(self.device).to_device_(self.device, Kind::Int64, true, false))
+            } else {
+                (images, labels)
+            };
+            ((images.to_kind(Kind::Float) / 255.0 - &self.mean) / &self.std, labels)
+        }))
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        // Closing the queue makes the producer's next send fail, so it stops.
+        self.rx.take();
+        if let Some(p) = self.producer.take() {
+            let _ = p.join();
+        }
+    }
+}
