@@ -10,7 +10,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="${GH_VENV:-$root/.venv}"
 version=2.13.0
 stamp="$venv/.torch-$version.ok"
-reference_packages=(safetensors==0.8.0 numpy==2.4.6)
+# torchvision must match torch (0.28.0 pairs with 2.13.0); pillow and torchvision for the image
+# pipeline's reference (tools/reference/image_transforms.py, tools/bench_input_torchvision.py),
+# scikit-image for the sample photographs of `bench-suite bench-input`.
+reference_packages=(safetensors==0.8.0 numpy==2.4.6 torchvision==0.28.0 pillow==13.0.0 scikit-image==0.26.0)
 reference_stamp="$venv/.reference-$(printf '%s_' "${reference_packages[@]}").ok"
 
 die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
