@@ -10,7 +10,7 @@ use baselines::data::decode::{decode_bytes, decode_file, Rgb};
 use baselines::data::decoded_cache::CacheMode;
 use baselines::data::image_list::ImageList;
 use baselines::data::image_task::{load_image_task, LoadOptions};
-use baselines::data::pipeline::{with_resizer, PipelineOptions};
+use baselines::data::pipeline::{with_resizer, HostOutput, PipelineOptions};
 use baselines::data::synthetic::write_image_folders;
 use baselines::data::transform::{crop_to_chw, finish, resize, CropBox, ImageInput, Mode, ResizeFilter, TrainCrop};
 use baselines::data::{Samples, Task};
@@ -339,7 +339,7 @@ fn batches_are_deterministic_and_the_cache_is_rebuilt_when_it_does_not_match() {
             Samples::Files(f) => f.clone(),
             _ => unreachable!(),
         };
-        let mut loader = set.train_stream(8, 42, Mode::Train(TrainCrop::RandomResizedCrop), Device::Cpu);
+        let mut loader = set.train_stream_as(8, 42, Mode::Train(TrainCrop::RandomResizedCrop), Device::Cpu, HostOutput::Uint8);
         // 21 images, batch 8: two batches per pass (drop_last), so five batches span three passes.
         (0..5).map(|_| Vec::<u8>::try_from(loader.next_raw().unwrap().unwrap().0.flatten(0, -1)).unwrap()).collect()
     };
@@ -389,10 +389,17 @@ fn normalised_batches_use_imagenet_statistics() {
         options: set.options,
         description: String::new(),
     });
-    let (raw, _) = arc.eval_stream(4, Device::Cpu).next_raw().unwrap().unwrap();
-    let (norm, labels) = arc.eval_stream(4, Device::Cpu).next_batch().unwrap().unwrap();
-    assert_eq!(labels.size(), vec![4]);
+    // uint8 (normalised on the device) and float normalised by the workers (CPU training): the
+    // same numbers as torchvision's Normalize(ToTensor(x)).
+    let mode = Mode::Train(TrainCrop::CenterCrop);
+    let (raw, _) = arc.train_stream_as(4, 1, mode, Device::Cpu, HostOutput::Uint8).next_raw().unwrap().unwrap();
+    assert_eq!(raw.kind(), tch::Kind::Uint8);
     let expected = (raw.to_kind(tch::Kind::Float) / 255.0 - Tensor::from_slice(&[0.485f32, 0.456, 0.406]).view([1, 3, 1, 1]))
         / Tensor::from_slice(&[0.229f32, 0.224, 0.225]).view([1, 3, 1, 1]);
-    assert!(norm.allclose(&expected, 1e-6, 1e-6, false));
+    for output in [HostOutput::Uint8, HostOutput::Normalised] {
+        let (norm, labels) = arc.train_stream_as(4, 1, mode, Device::Cpu, output).next_batch().unwrap().unwrap();
+        assert_eq!(labels.size(), vec![4]);
+        assert_eq!(norm.kind(), tch::Kind::Float);
+        assert!(norm.allclose(&expected, 1e-5, 1e-5, false), "{output:?}");
+    }
 }

@@ -124,6 +124,27 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Images per second per core of the image input pipeline (with and without the decoded
+    /// cache) against torchvision's ImageFolder + PIL DataLoader on the same JPEGs, same transform
+    BenchInput {
+        /// Where the benchmark's JPEGs are written (once) and read
+        #[arg(long, default_value = "runs/bench-input/images")]
+        dir: PathBuf,
+        /// Decoding workers (ours) and DataLoader workers (torchvision)
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long, default_value_t = 36)]
+        batch: usize,
+        /// Timed batches per pipeline
+        #[arg(long, default_value_t = 30)]
+        batches: usize,
+        /// JPEGs per size (300x300, 640x480, 1000x1000)
+        #[arg(long, default_value_t = 120)]
+        per_size: usize,
+        /// The Python with torchvision and pillow (default: the project venv)
+        #[arg(long, default_value = ".venv/bin/python")]
+        python: PathBuf,
+    },
     /// Time the plain, three-pass GH and two-pass GH training steps (LeNet digits, DANN loss)
     BenchStep {
         /// auto (CUDA if available), cpu, cuda or cuda:N
@@ -466,6 +487,13 @@ fn run(cli: Cli) -> Result<()> {
                     h.measured_steps, pct(h.conflict_rate), num(h.mean_w1_in_conflict), num(h.mean_w2_in_conflict), h.clamped_steps
                 );
             }
+            Ok(())
+        }
+        Command::BenchInput { dir, workers, batch, batches, per_size, python } => {
+            anyhow::ensure!(workers > 0 && batch > 0 && batches > 0 && per_size > 0, "--workers, --batch, --batches and --per-size must be positive");
+            let config = bench_suite::input_bench::InputBenchConfig { dir, python, workers, batch, batches, per_size };
+            let result = bench_suite::input_bench::run(&config)?;
+            print!("{}", bench_suite::input_bench::render(&config, &result));
             Ok(())
         }
         Command::BenchStep { device, batch, harmonizer, alpha, rule, warmup, rounds, steps, seed } => {

@@ -43,6 +43,7 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Rgb> {
             if !has_end_of_image(bytes) {
                 bail!("truncated JPEG (no end-of-image marker)");
             }
+            return decode_jpeg(bytes);
         }
         image::ImageFormat::Png => {}
         other => bail!("{other:?} images are not supported (JPEG and PNG are)"),
@@ -58,6 +59,22 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Rgb> {
         bail!("the image is empty ({width}×{height})");
     }
     Ok(Rgb { width, height, pixels: rgb.into_raw() })
+}
+
+/// zune-jpeg straight to RGB (grey replicated, CMYK/YCCK converted as `image` would ask it to).
+fn decode_jpeg(bytes: &[u8]) -> Result<Rgb> {
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(false)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX)
+        .jpeg_set_out_colorspace(zune_core::colorspace::ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(bytes), options);
+    let pixels = decoder.decode().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let (width, height) = decoder.dimensions().map(|(w, h)| (w as u32, h as u32)).context("no image dimensions")?;
+    if width == 0 || height == 0 || pixels.len() != width as usize * height as usize * 3 {
+        bail!("the decoder returned {} bytes for {width}×{height} RGB", pixels.len());
+    }
+    Ok(Rgb { width, height, pixels })
 }
 
 /// A JPEG's end-of-image marker (FF D9) among its last bytes (some writers pad after it).

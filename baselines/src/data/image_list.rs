@@ -36,6 +36,22 @@ pub fn is_image_file(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Image files below `dir` (recursively, following links); other files go to `ignored`.
+fn collect_images(dir: &Path, files: &mut Vec<PathBuf>, ignored: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let path = entry.path();
+        if path.is_dir() {
+            collect_images(&path, files, ignored)?;
+        } else if is_image_file(&path) {
+            files.push(path);
+        } else if !entry.file_name().to_string_lossy().starts_with('.') {
+            ignored.push(path);
+        }
+    }
+    Ok(())
+}
+
 impl ImageList {
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -57,7 +73,8 @@ impl ImageList {
 
     /// A folder of class subfolders. Labels follow `order` when given (every name in it must be a
     /// subfolder and no other subfolder may exist), otherwise the subfolder names sorted by bytes.
-    /// Files inside a class folder are taken in sorted order.
+    /// Images anywhere below a class folder belong to it (as in torchvision's ImageFolder), in
+    /// sorted path order.
     pub fn from_class_folders(dir: &Path, order: Option<&[&str]>) -> Result<ImageList> {
         let mut folders: Vec<String> = Vec::new();
         for entry in fs::read_dir(dir).with_context(|| format!("reading the class folders of {}", dir.display()))? {
@@ -87,19 +104,8 @@ impl ImageList {
         let mut entries = Vec::new();
         let mut ignored: Vec<PathBuf> = Vec::new();
         for (label, class) in classes.iter().enumerate() {
-            let class_dir = dir.join(class);
             let mut files: Vec<PathBuf> = Vec::new();
-            for entry in fs::read_dir(&class_dir).with_context(|| format!("reading {}", class_dir.display()))? {
-                let entry = entry.with_context(|| format!("reading {}", class_dir.display()))?;
-                let path = entry.path();
-                if entry.file_type()?.is_dir() {
-                    ignored.push(path);
-                } else if is_image_file(&path) {
-                    files.push(path);
-                } else {
-                    ignored.push(path);
-                }
-            }
+            collect_images(&dir.join(class), &mut files, &mut ignored)?;
             files.sort();
             entries.extend(files.into_iter().map(|path| ImageEntry { path, label: label as u32, line: 0 }));
         }

@@ -92,8 +92,14 @@ impl FileSet {
         })
     }
 
-    /// Endless training batches of `batch` images (fewer only if the set is smaller).
+    /// Endless training batches of `batch` images (fewer only if the set is smaller), normalised
+    /// for `device`: on CUDA as uint8 normalised there, on the CPU by the decoding workers.
     pub fn train_stream(self: &Arc<Self>, batch: usize, seed: u64, mode: Mode, device: Device) -> Loader {
+        self.train_stream_as(batch, seed, mode, device, HostOutput::for_device(device))
+    }
+
+    /// Like [`FileSet::train_stream`], choosing what the host hands over.
+    pub fn train_stream_as(self: &Arc<Self>, batch: usize, seed: u64, mode: Mode, device: Device, output: HostOutput) -> Loader {
         let batch = batch.min(self.len()).max(1);
         let n = self.len();
         let mut order: (u64, Vec<usize>) = (u64::MAX, Vec::new());
@@ -107,7 +113,7 @@ impl FileSet {
             }
             Some((pass, (b * batch..(b + 1) * batch).map(|p| (order.1[p], p as u64)).collect()))
         };
-        Loader::start(self.clone(), Box::new(plan), seed, mode, device)
+        Loader::start(self.clone(), Box::new(plan), seed, mode, device, output)
     }
 
     /// Every image once, in list order, in chunks of `chunk`, with the test transform.
@@ -117,15 +123,51 @@ impl FileSet {
             let start = k as usize * chunk;
             (start < n).then(|| (0, (start..(start + chunk).min(n)).map(|i| (i, i as u64)).collect()))
         };
-        Loader::start(self.clone(), Box::new(plan), 0, Mode::Test, device)
+        Loader::start(self.clone(), Box::new(plan), 0, Mode::Test, device, HostOutput::for_device(device))
     }
 }
 
 type Plan = Box<dyn FnMut(u64) -> Option<(u64, Vec<(usize, u64)>)> + Send>;
 
+/// What the decoding side hands over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostOutput {
+    /// uint8 CHW, normalised on the device (CUDA: a quarter of the bytes to copy, and the
+    /// arithmetic on the GPU).
+    Uint8,
+    /// float CHW normalised by the decoding workers (CPU training: in parallel, no extra pass).
+    Normalised,
+}
+
+impl HostOutput {
+    pub fn for_device(device: Device) -> HostOutput {
+        if device.is_cuda() {
+            HostOutput::Uint8
+        } else {
+            HostOutput::Normalised
+        }
+    }
+}
+
+enum Pixels {
+    Uint8(Vec<u8>),
+    Float(Vec<f32>),
+}
+
 struct RawBatch {
-    pixels: Vec<u8>,
+    pixels: Pixels,
     labels: Vec<i64>,
+}
+
+/// Per channel 1/(255·std) and −mean/std: (x/255 − mean)/std = x·scale + shift.
+fn normalisation() -> ([f32; 3], [f32; 3]) {
+    let scale = IMAGENET_STD.map(|s| (1.0 / (255.0 * s)) as f32);
+    let shift = [0, 1, 2].map(|c| (-IMAGENET_MEAN[c] / IMAGENET_STD[c]) as f32);
+    (scale, shift)
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A running stream of batches; dropping it stops its producer.
@@ -134,12 +176,13 @@ pub struct Loader {
     producer: Option<JoinHandle<()>>,
     side: i64,
     device: Device,
-    mean: Tensor,
-    std: Tensor,
+    /// Per channel 1/(255·std) and −mean/std, on the device.
+    scale: Tensor,
+    shift: Tensor,
 }
 
 impl Loader {
-    fn start(set: Arc<FileSet>, mut plan: Plan, seed: u64, mode: Mode, device: Device) -> Loader {
+    fn start(set: Arc<FileSet>, mut plan: Plan, seed: u64, mode: Mode, device: Device, output: HostOutput) -> Loader {
         let (tx, rx) = sync_channel::<Result<RawBatch>>(set.options.prefetch.max(1));
         let side = set.input.crop as usize;
         let producer = std::thread::Builder::new()
@@ -147,14 +190,40 @@ impl Loader {
             .spawn(move || {
                 let sample_bytes = 3 * side * side;
                 let mut k = 0u64;
+                let (scale, shift) = normalisation();
+                let plane = side * side;
                 while let Some((pass, items)) = plan(k) {
-                    let mut pixels = vec![0u8; items.len() * sample_bytes];
-                    let result: Result<()> = set.pool.install(|| {
-                        pixels.par_chunks_mut(sample_bytes).zip(items.par_iter()).try_for_each(|(out, &(index, position))| {
-                            let mut rng = sample_rng(seed, pass, position);
-                            set.transform_into(index, mode, &mut rng, out)
-                        })
-                    });
+                    let (result, pixels) = match output {
+                        HostOutput::Uint8 => {
+                            let mut pixels = vec![0u8; items.len() * sample_bytes];
+                            let result: Result<()> = set.pool.install(|| {
+                                pixels.par_chunks_mut(sample_bytes).zip(items.par_iter()).try_for_each(|(out, &(index, position))| {
+                                    set.transform_into(index, mode, &mut sample_rng(seed, pass, position), out)
+                                })
+                            });
+                            (result, Pixels::Uint8(pixels))
+                        }
+                        HostOutput::Normalised => {
+                            let mut pixels = vec![0f32; items.len() * sample_bytes];
+                            let result: Result<()> = set.pool.install(|| {
+                                pixels.par_chunks_mut(sample_bytes).zip(items.par_iter()).try_for_each(|(out, &(index, position))| {
+                                    SCRATCH.with(|scratch| {
+                                        let mut bytes = scratch.borrow_mut();
+                                        bytes.resize(sample_bytes, 0);
+                                        set.transform_into(index, mode, &mut sample_rng(seed, pass, position), &mut bytes)?;
+                                        for c in 0..3 {
+                                            let (src, dst) = (&bytes[c * plane..(c + 1) * plane], &mut out[c * plane..(c + 1) * plane]);
+                                            for (d, &v) in dst.iter_mut().zip(src) {
+                                                *d = v as f32 * scale[c] + shift[c];
+                                            }
+                                        }
+                                        Ok(())
+                                    })
+                                })
+                            });
+                            (result, Pixels::Float(pixels))
+                        }
+                    };
                     let labels = items.iter().map(|&(i, _)| set.list.entries[i].label as i64).collect();
                     let message = result.map(|_| RawBatch { pixels, labels });
                     let failed = message.is_err();
@@ -165,25 +234,29 @@ impl Loader {
                 }
             })
             .expect("spawning the batch producer thread");
-        let opts = (Kind::Float, device);
+        let (scale, shift) = normalisation();
         Loader {
             rx: Some(rx),
             producer: Some(producer),
             side: side as i64,
             device,
-            mean: Tensor::from_slice(&IMAGENET_MEAN).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(opts.1),
-            std: Tensor::from_slice(&IMAGENET_STD).to_kind(Kind::Float).view([1, 3, 1, 1]).to_device(opts.1),
+            scale: Tensor::from_slice(&scale).view([1, 3, 1, 1]).to_device(device),
+            shift: Tensor::from_slice(&shift).view([1, 3, 1, 1]).to_device(device),
         }
     }
 
-    /// The next batch as uint8 N×3×S×S (host) and int64 labels, or None when a finite stream ends.
+    /// The next batch as the host hands it over (uint8, or float already normalised: see
+    /// [`HostOutput`]) N×3×S×S with int64 labels, or None when a finite stream ends.
     pub fn next_raw(&mut self) -> Result<Option<(Tensor, Tensor)>> {
         let rx = self.rx.as_ref().expect("loader is running");
         match rx.recv() {
             Ok(Ok(raw)) => {
                 let n = raw.labels.len() as i64;
-                let images = Tensor::from_slice(&raw.pixels).view([n, 3, self.side, self.side]);
-                Ok(Some((images, Tensor::from_slice(&raw.labels))))
+                let images = match &raw.pixels {
+                    Pixels::Uint8(p) => Tensor::from_slice(p),
+                    Pixels::Float(p) => Tensor::from_slice(p),
+                };
+                Ok(Some((images.view([n, 3, self.side, self.side]), Tensor::from_slice(&raw.labels))))
             }
             Ok(Err(e)) => Err(e),
             Err(_) => Ok(None),
@@ -194,11 +267,17 @@ impl Loader {
     pub fn next_batch(&mut self) -> Result<Option<(Tensor, Tensor)>> {
         Ok(self.next_raw()?.map(|(images, labels)| {
             let (images, labels) = if self.device.is_cuda() {
-                (images.pin_memory(self.device).to_device_(self.device, Kind::Uint8, true, false), labels.pin_memory(self.device).to_device_(self.device, Kind::Int64, true, false))
+                let kind = images.kind();
+                (images.pin_memory(self.device).to_device_(self.device, kind, true, false), labels.pin_memory(self.device).to_device_(self.device, Kind::Int64, true, false))
+            } else {
+                (images.to_device(self.device), labels.to_device(self.device))
+            };
+            if images.kind() == Kind::Uint8 {
+                // (x/255 − mean)/std as one fused multiply-add on the device.
+                (self.shift.addcmul(&images.to_kind(Kind::Float), &self.scale), labels)
             } else {
                 (images, labels)
-            };
-            ((images.to_kind(Kind::Float) / 255.0 - &self.mean) / &self.std, labels)
+            }
         }))
     }
 }
