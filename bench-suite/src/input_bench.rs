@@ -20,10 +20,14 @@ pub struct InputBenchConfig {
     pub batch: usize,
     pub batches: usize,
     pub per_size: usize,
+    /// Interleaved rounds; the table shows medians.
+    pub rounds: usize,
 }
 
+/// Medians over the rounds (images per second), and each round's ratios to torchvision.
 pub struct InputBenchResult {
     pub images: usize,
+    pub rounds: Vec<[f64; 5]>,
     /// Batches ready for the device (uint8, normalised there), decoding every image.
     pub ours_decode: f64,
     pub ours_cache: f64,
@@ -81,19 +85,33 @@ pub fn run(config: &InputBenchConfig) -> Result<InputBenchResult> {
         python(config, &["make", &config.dir.display().to_string(), &config.per_size.to_string()])?;
     }
     let base_rss_mib = status_kib("VmRSS:").unwrap_or(0.0) / 1024.0;
-    eprintln!("bench-input: this pipeline, decoding every image");
-    let ours_decode = ours(config, CacheMode::Off, false)?;
-    let ours_decode_normalised = ours(config, CacheMode::Off, true)?;
-    let peak_rss_mib = status_kib("VmHWM:").unwrap_or(0.0) / 1024.0;
-    eprintln!("bench-input: this pipeline, from the decoded cache");
-    let ours_cache = ours(config, CacheMode::Auto, false)?;
-    let ours_cache_normalised = ours(config, CacheMode::Auto, true)?;
-    eprintln!("bench-input: torchvision ImageFolder + PIL DataLoader");
-    let line = python(config, &["bench", &config.dir.display().to_string(), &config.workers.to_string(), &config.batch.to_string(), &config.batches.to_string()])?;
-    let v: serde_json::Value = serde_json::from_str(line.trim()).with_context(|| format!("parsing '{line}'"))?;
-    let torchvision = v["images_per_second"].as_f64().context("images_per_second")?;
+    let mut peak_rss_mib = 0.0;
+    let mut rounds = Vec::new();
+    for round in 1..=config.rounds.max(1) {
+        eprintln!("bench-input: round {round}/{}: this pipeline, decoding every image", config.rounds);
+        let decode = ours(config, CacheMode::Off, false)?;
+        let decode_normalised = ours(config, CacheMode::Off, true)?;
+        if round == 1 {
+            peak_rss_mib = status_kib("VmHWM:").unwrap_or(0.0) / 1024.0;
+        }
+        eprintln!("bench-input: round {round}/{}: this pipeline, from the decoded cache", config.rounds);
+        let cache = ours(config, CacheMode::Auto, false)?;
+        let cache_normalised = ours(config, CacheMode::Auto, true)?;
+        eprintln!("bench-input: round {round}/{}: torchvision ImageFolder + PIL DataLoader", config.rounds);
+        let line = python(config, &["bench", &config.dir.display().to_string(), &config.workers.to_string(), &config.batch.to_string(), &config.batches.to_string()])?;
+        let v: serde_json::Value = serde_json::from_str(line.trim()).with_context(|| format!("parsing '{line}'"))?;
+        let torchvision = v["images_per_second"].as_f64().context("images_per_second")?;
+        rounds.push([torchvision, decode, cache, decode_normalised, cache_normalised]);
+    }
+    let median = |k: usize| -> f64 {
+        let mut v: Vec<f64> = rounds.iter().map(|r| r[k]).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (torchvision, ours_decode, ours_cache, ours_decode_normalised, ours_cache_normalised) = (median(0), median(1), median(2), median(3), median(4));
     Ok(InputBenchResult {
         images: config.per_size * 3,
+        rounds,
         ours_decode,
         ours_cache,
         ours_decode_normalised,
@@ -108,18 +126,27 @@ pub fn render(config: &InputBenchConfig, r: &InputBenchResult) -> String {
     let per_core = |x: f64| x / config.workers as f64;
     let mut s = format!(
         "training transform (resize 256x256, random crop 224, flip, normalise), {} JPEGs (300x300, 640x480, 1000x1000), \
-         batch {}, {} workers, {} timed batches\n\n",
-        r.images, config.batch, config.workers, config.batches
+         batch {}, {} workers, {} timed batches; medians of {} interleaved rounds (ratio range over the rounds)\n\n",
+        r.images,
+        config.batch,
+        config.workers,
+        config.batches,
+        r.rounds.len()
     );
-    s.push_str("| pipeline | images/s | images/s per core | vs torchvision |\n|---|---|---|---|\n");
-    for (name, x) in [
+    s.push_str("| pipeline | images/s | images/s per core | vs torchvision | range over rounds |\n|---|---|---|---|---|\n");
+    for (k, (name, x)) in [
         ("torchvision ImageFolder + PIL (normalised float batches)", r.torchvision),
         ("ours, decoding every image (uint8 batches for the device)", r.ours_decode),
         ("ours, decoded cache (uint8 batches for the device)", r.ours_cache),
         ("ours, decoding every image (normalised float batches, as for CPU training)", r.ours_decode_normalised),
         ("ours, decoded cache (normalised float batches, as for CPU training)", r.ours_cache_normalised),
-    ] {
-        s.push_str(&format!("| {name} | {x:.0} | {:.0} | {:.2}x |\n", per_core(x), x / r.torchvision));
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ratios: Vec<f64> = r.rounds.iter().map(|round| round[k] / round[0]).collect();
+        let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        s.push_str(&format!("| {name} | {x:.0} | {:.0} | {:.2}x | {lo:.2}x–{hi:.2}x |\n", per_core(x), x / r.torchvision));
     }
     s.push_str(
         "\nFor CUDA our pipeline hands uint8 batches to the device, which normalises them; for CPU \

@@ -136,11 +136,14 @@ enum Command {
         #[arg(long, default_value_t = 36)]
         batch: usize,
         /// Timed batches per pipeline
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 40)]
         batches: usize,
         /// JPEGs per size (300x300, 640x480, 1000x1000)
         #[arg(long, default_value_t = 120)]
         per_size: usize,
+        /// Interleaved rounds of all pipelines (medians are shown: this host's noise averages out)
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// The Python with torchvision and pillow (default: the project venv)
         #[arg(long, default_value = ".venv/bin/python")]
         python: PathBuf,
@@ -489,9 +492,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::BenchInput { dir, workers, batch, batches, per_size, python } => {
-            anyhow::ensure!(workers > 0 && batch > 0 && batches > 0 && per_size > 0, "--workers, --batch, --batches and --per-size must be positive");
-            let config = bench_suite::input_bench::InputBenchConfig { dir, python, workers, batch, batches, per_size };
+        Command::BenchInput { dir, workers, batch, batches, per_size, rounds, python } => {
+            anyhow::ensure!(
+                workers > 0 && batch > 0 && batches > 0 && per_size > 0 && rounds > 0,
+                "--workers, --batch, --batches, --per-size and --rounds must be positive"
+            );
+            let config = bench_suite::input_bench::InputBenchConfig { dir, python, workers, batch, batches, per_size, rounds };
             let result = bench_suite::input_bench::run(&config)?;
             print!("{}", bench_suite::input_bench::render(&config, &result));
             Ok(())

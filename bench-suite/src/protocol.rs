@@ -85,7 +85,18 @@ impl Protocol {
             h.parse::<baselines::harmonizer::Method>()?;
         }
         for (name, d) in &self.datasets {
+            // Each domain letter names the dataset's domain as the readers know it.
+            if name != "digits" {
+                let benchmark = baselines::data::benchmarks::Benchmark::parse(name).with_context(|| format!("datasets.{name}"))?;
+                for (letter, domain) in &d.domains {
+                    let info = benchmark.domains()[benchmark.domain_index(letter).with_context(|| format!("datasets.{name}.domains"))?];
+                    if info.name != domain {
+                        bail!("datasets.{name}.domains: {letter} = \"{domain}\", but {letter} is {} in the readers", info.name);
+                    }
+                }
+            }
             for t in &d.tasks {
+                baselines::data::Task::for_protocol(name, t).with_context(|| format!("datasets.{name}: task '{t}'"))?;
                 let (a, b) = t.split_once('-').with_context(|| format!("datasets.{name}: task '{t}' is not <source>-<target>"))?;
                 for letter in [a, b] {
                     if !d.domains.contains_key(letter) {
@@ -174,6 +185,22 @@ mod tests {
         let p = Protocol::embedded().unwrap();
         assert_eq!(p.all_tasks().len(), 52);
         assert_eq!(p.datasets["digits"].tasks, ["M-U", "U-M", "S-M"]);
+    }
+
+    #[test]
+    fn every_task_parses_with_its_class_count() {
+        let p = Protocol::embedded().unwrap();
+        let classes = [("digits", 10), ("office31", 31), ("officehome", 65), ("visda2017", 12), ("domainnet", 345)];
+        for (dataset, n) in classes {
+            for t in &p.datasets[dataset].tasks {
+                let task = baselines::data::Task::for_protocol(dataset, t).unwrap();
+                assert_eq!(task.known_classes(), Some(n), "{dataset} {t}");
+                assert_eq!(baselines::data::Task::parse(&task.name()).unwrap(), task);
+            }
+        }
+        let wrong = EMBEDDED.replace("Rw = \"Real World\"", "Rw = \"Real_World\"");
+        let err = format!("{:#}", Protocol::parse(&wrong, "p.toml").unwrap_err());
+        assert!(err.contains("Rw is Real World"), "{err}");
     }
 
     #[test]
