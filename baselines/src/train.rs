@@ -59,6 +59,8 @@ impl RunSpec {
             (Task::Benchmark { .. } | Task::Own { .. }, None) => bail!("image tasks need image input settings (resize, crop)"),
             _ => {}
         }
+        // Fail before any data is read when no network fits the input.
+        input_format(self)?;
         if !self.method.name().harmonizes() && self.harmonizer.method() != crate::harmonizer::Method::None {
             bail!("{} has no harmonized pair: run it with harmonizer none", self.method.name());
         }

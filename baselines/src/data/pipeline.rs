@@ -113,7 +113,7 @@ impl FileSet {
             }
             Some((pass, (b * batch..(b + 1) * batch).map(|p| (order.1[p], p as u64)).collect()))
         };
-        Loader::start(self.clone(), Box::new(plan), seed, mode, device, output)
+        Loader::start(self.clone(), Box::new(plan), batch, seed, mode, device, output)
     }
 
     /// Every image once, in list order, in chunks of `chunk`, with the test transform.
@@ -123,8 +123,16 @@ impl FileSet {
             let start = k as usize * chunk;
             (start < n).then(|| (0, (start..(start + chunk).min(n)).map(|i| (i, i as u64)).collect()))
         };
-        Loader::start(self.clone(), Box::new(plan), 0, Mode::Test, device, HostOutput::for_device(device))
+        Loader::start(self.clone(), Box::new(plan), chunk, 0, Mode::Test, device, HostOutput::for_device(device))
     }
+}
+
+/// Upper bound on the bytes of ready batches waiting in a queue.
+const QUEUE_BYTES: usize = 1 << 30;
+
+/// Bytes of a batch of `batch` samples as handed over.
+fn batch_bytes(batch: usize, side: usize, output: HostOutput) -> usize {
+    batch * 3 * side * side * if output == HostOutput::Normalised { 4 } else { 1 }
 }
 
 type Plan = Box<dyn FnMut(u64) -> Option<(u64, Vec<(usize, u64)>)> + Send>;
@@ -182,9 +190,13 @@ pub struct Loader {
 }
 
 impl Loader {
-    fn start(set: Arc<FileSet>, mut plan: Plan, seed: u64, mode: Mode, device: Device, output: HostOutput) -> Loader {
-        let (tx, rx) = sync_channel::<Result<RawBatch>>(set.options.prefetch.max(1));
+    #[allow(clippy::too_many_arguments)]
+    fn start(set: Arc<FileSet>, mut plan: Plan, batch: usize, seed: u64, mode: Mode, device: Device, output: HostOutput) -> Loader {
         let side = set.input.crop as usize;
+        // At most `prefetch` batches, and at most QUEUE_BYTES of them (DWL's 1000-image statistics
+        // batches at 224×224 would otherwise queue gigabytes), but always one.
+        let depth = set.options.prefetch.max(1).min((QUEUE_BYTES / batch_bytes(batch, side, output).max(1)).max(1));
+        let (tx, rx) = sync_channel::<Result<RawBatch>>(depth);
         let producer = std::thread::Builder::new()
             .name("batch-producer".into())
             .spawn(move || {
