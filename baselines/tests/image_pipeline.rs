@@ -5,6 +5,8 @@
 //! The PIL/torchvision comparison runs tools/reference/image_transforms.py with the project venv
 //! (`cargo make test` installs torchvision and pillow into it; GH_REFERENCE_PYTHON overrides).
 
+mod support;
+use support::{python, workspace};
 use baselines::data::benchmarks::{Benchmark, Role, OFFICEHOME_CLASSES};
 use baselines::data::decode::{decode_bytes, decode_file, Rgb};
 use baselines::data::decoded_cache::CacheMode;
@@ -198,18 +200,6 @@ fn grey_and_alpha_images_become_rgb_like_pils_convert() {
     assert_eq!(&decode_bytes(&png).unwrap().pixels[..3], &[77, 77, 77]);
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("GH_REFERENCE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = workspace().join(".venv/bin/python");
-    assert!(venv.exists(), "{} is missing: run the tests through `cargo make test` (it installs torchvision and pillow into .venv)", venv.display());
-    venv
-}
 
 fn hwc_tensor(t: &Tensor) -> (Vec<u8>, Vec<i64>) {
     (Vec::<u8>::try_from(t.flatten(0, -1)).unwrap(), t.size())

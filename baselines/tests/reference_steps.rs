@@ -26,6 +26,8 @@
 //! `GH_REFERENCE_PYTHON` points the test at another interpreter; `GH_REFERENCE_CASES=DIR` keeps the
 //! exchanged files (initial state, batch, both sides' results) in DIR.
 
+mod support;
+use support::{python, workspace};
 use baselines::data::DigitsFormat;
 use baselines::harmonizer::{GhppRule, Harmonizer};
 use baselines::methods::common::{LrSchedule, Sgd};
@@ -53,22 +55,6 @@ fn tolerance(method: &str, backward: BackwardPath, done: u64) -> f64 {
     }
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("GH_REFERENCE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = workspace().join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "{} is missing: run the tests through `cargo make test`, which installs torch and safetensors into .venv (or set GH_REFERENCE_PYTHON)",
-        venv.display()
-    );
-    venv
-}
 
 fn sgd(lr: f64, nesterov: bool) -> Sgd {
     Sgd { lr, momentum: 0.9, weight_decay: 5e-4, nesterov }
