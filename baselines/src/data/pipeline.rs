@@ -130,6 +130,11 @@ impl FileSet {
 /// Upper bound on the bytes of ready batches waiting in a queue.
 const QUEUE_BYTES: usize = 1 << 30;
 
+/// Batches that may wait: `prefetch`, but at most QUEUE_BYTES of them, and at least one.
+fn queue_depth(prefetch: usize, batch_bytes: usize) -> usize {
+    prefetch.max(1).min((QUEUE_BYTES / batch_bytes.max(1)).max(1))
+}
+
 /// Bytes of a batch of `batch` samples as handed over.
 fn batch_bytes(batch: usize, side: usize, output: HostOutput) -> usize {
     batch * 3 * side * side * if output == HostOutput::Normalised { 4 } else { 1 }
@@ -195,7 +200,7 @@ impl Loader {
         let side = set.input.crop as usize;
         // At most `prefetch` batches, and at most QUEUE_BYTES of them (DWL's 1000-image statistics
         // batches at 224×224 would otherwise queue gigabytes), but always one.
-        let depth = set.options.prefetch.max(1).min((QUEUE_BYTES / batch_bytes(batch, side, output).max(1)).max(1));
+        let depth = queue_depth(set.options.prefetch, batch_bytes(batch, side, output));
         let (tx, rx) = sync_channel::<Result<RawBatch>>(depth);
         let producer = std::thread::Builder::new()
             .name("batch-producer".into())
@@ -301,5 +306,22 @@ impl Drop for Loader {
         if let Some(p) = self.producer.take() {
             let _ = p.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_holds_at_most_a_gibibyte_of_batches_but_always_one() {
+        // Batch 36 at 224×224: uint8 5.4 MB, float 21.7 MB; both fit the asked depth.
+        assert_eq!(queue_depth(4, batch_bytes(36, 224, HostOutput::Uint8)), 4);
+        assert_eq!(queue_depth(4, batch_bytes(36, 224, HostOutput::Normalised)), 4);
+        // DWL's 1000-image statistics batch as floats (602 MB): one.
+        assert_eq!(queue_depth(4, batch_bytes(1000, 224, HostOutput::Normalised)), 1);
+        assert_eq!(queue_depth(4, batch_bytes(1000, 224, HostOutput::Uint8)), 4.min(QUEUE_BYTES / 150_528_000));
+        assert_eq!(queue_depth(0, 1), 1);
+        assert_eq!(queue_depth(3, usize::MAX), 1);
     }
 }
