@@ -304,27 +304,47 @@ impl<'a> Stream<'a> {
     }
 }
 
-/// Accuracy of every head on a test set; `Ok(Err(reason))` when a head's scores are not finite.
+/// Accuracy of every head on a test set (digits in chunks of 1000 from device memory, images in
+/// chunks of 200 through the pipeline); `Ok(Err(reason))` when a head's scores are not finite.
 pub fn evaluate_samples(method: &dyn UdaMethod, samples: &Samples, device: Device) -> Result<std::result::Result<BTreeMap<String, f64>, String>> {
     match samples {
-        Samples::InMemory(set) => Ok(evaluate(method, &set.images, &set.labels)),
+        Samples::InMemory(set) => {
+            let (n, mut start) = (set.len(), 0);
+            accumulate_heads(method, || {
+                if start >= n {
+                    return Ok(None);
+                }
+                let len = 1000.min(n - start);
+                let batch = (set.images.narrow(0, start, len), set.labels.narrow(0, start, len));
+                start += len;
+                Ok(Some(batch))
+            })
+        }
         Samples::Files(files) => {
             let mut loader = files.eval_stream(200, device);
-            let mut correct: BTreeMap<String, f64> = BTreeMap::new();
-            let mut n = 0usize;
-            while let Some((x, y)) = loader.next_batch()? {
-                let len = y.size()[0] as usize;
-                for (head, scores) in method.eval_heads(&x) {
-                    if !bool::try_from(scores.isfinite().all()).unwrap_or(false) {
-                        return Ok(Err(format!("head '{head}' outputs non-finite scores")));
-                    }
-                    *correct.entry(head).or_default() += accuracy(&scores, &y) * len as f64;
-                }
-                n += len;
-            }
-            Ok(Ok(correct.into_iter().map(|(k, v)| (k, v / n.max(1) as f64)).collect()))
+            accumulate_heads(method, || loader.next_batch())
         }
     }
+}
+
+/// Each head's accuracy over the batches `next` yields.
+fn accumulate_heads(
+    method: &dyn UdaMethod,
+    mut next: impl FnMut() -> Result<Option<(Tensor, Tensor)>>,
+) -> Result<std::result::Result<BTreeMap<String, f64>, String>> {
+    let mut correct: BTreeMap<String, f64> = BTreeMap::new();
+    let mut n = 0usize;
+    while let Some((x, y)) = next()? {
+        let len = y.size()[0] as usize;
+        for (head, scores) in method.eval_heads(&x) {
+            if !bool::try_from(scores.isfinite().all()).unwrap_or(false) {
+                return Ok(Err(format!("head '{head}' outputs non-finite scores")));
+            }
+            *correct.entry(head).or_default() += accuracy(&scores, &y) * len as f64;
+        }
+        n += len;
+    }
+    Ok(Ok(correct.into_iter().map(|(k, v)| (k, v / n.max(1) as f64)).collect()))
 }
 
 /// Why this step's measurements show divergence, if they do.
@@ -336,28 +356,6 @@ fn non_finite(ctx: &StepContext) -> Option<String> {
         .iter()
         .find(|(_, h)| !(h.w1.is_finite() && h.w2.is_finite() && h.d.is_finite()))
         .map(|(pair, h)| format!("pair '{pair}': d = {}, w1 = {}, w2 = {}", h.d, h.w1, h.w2))
-}
-
-/// Accuracy of every head over `images` in chunks; an error (the divergence reason) when a head's
-/// scores are not finite.
-pub fn evaluate(method: &dyn UdaMethod, images: &Tensor, labels: &Tensor) -> std::result::Result<BTreeMap<String, f64>, String> {
-    let n = labels.size()[0];
-    let mut correct: BTreeMap<String, f64> = BTreeMap::new();
-    let chunk = 1000;
-    let mut start = 0;
-    while start < n {
-        let len = chunk.min(n - start);
-        let x = images.narrow(0, start, len);
-        let y = labels.narrow(0, start, len);
-        for (head, scores) in method.eval_heads(&x) {
-            if !bool::try_from(scores.isfinite().all()).unwrap_or(false) {
-                return Err(format!("head '{head}' outputs non-finite scores"));
-            }
-            *correct.entry(head).or_default() += accuracy(&scores, &y) * len as f64;
-        }
-        start += len;
-    }
-    Ok(correct.into_iter().map(|(k, v)| (k, v / n as f64)).collect())
 }
 
 /// Sentence per deviation of this run from the paper's protocol, recorded with it.

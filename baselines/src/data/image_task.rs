@@ -74,7 +74,7 @@ pub fn load_image_task(root: &Path, task: &Task, input: &ImageInput, options: &L
         Task::Digits(_) => bail!("{} is a digits task, not an image task", task.name()),
     };
     let classes = source.classes.len().max(target.classes.len()) as i64;
-    let mut deviations: Vec<String> = Vec::new();
+    // Data notes (files left out, classes absent from a list), recorded with the run.
     let mut notes: Vec<String> = source.notes.iter().chain(&target.notes).cloned().collect();
     if let Some(e) = &test {
         notes.extend(e.notes.iter().cloned());
@@ -128,14 +128,11 @@ pub fn load_image_task(root: &Path, task: &Task, input: &ImageInput, options: &L
             options: options.pipeline,
         }),
     };
-    if !notes.is_empty() {
-        deviations.extend(notes);
-    }
     Ok(TaskData {
         source_train: Samples::Files(source_set),
         target_train: Samples::Files(target_set),
         target_test: Samples::Files(test_set),
         classes,
-        deviations,
+        deviations: notes,
     })
 }
