@@ -227,3 +227,22 @@ fn every_layer_of_every_digits_baseline_uses_its_reference_rule() {
     }
     assert!(checked > 80, "only {checked} tensors checked");
 }
+
+#[test]
+fn resnet_initialises_as_torchvision() {
+    // torchvision's ResNet: convolutions kaiming_normal_(mode="fan_out", nonlinearity="relu"),
+    // i.e. std sqrt(2 / (out_channels · k²)), no bias; batch norm weight 1, bias 0.
+    let _rng = torch_rng();
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _net = baselines::networks::resnet::ResNet::new(&vs.root(), baselines::networks::resnet::Depth::Resnet50);
+    let vars = vs.variables();
+    // conv1: 64 × 3 × 7 × 7 (9,408 weights), fan_out 64·49.
+    assert_normal("resnet conv1", &vars["conv1.weight"], (2.0 / (64.0 * 49.0f64)).sqrt(), 0.05);
+    // layer3.0.conv2: 256 × 256 × 3 × 3 (589,824 weights), fan_out 256·9.
+    assert_normal("resnet layer3.0.conv2", &vars["layer3.0.conv2.weight"], (2.0 / (256.0 * 9.0f64)).sqrt(), 0.01);
+    assert!(!vars.contains_key("conv1.bias"), "torchvision's ResNet convolutions have no bias");
+    assert_constant("resnet bn1 weight", &vars["bn1.weight"], 1.0);
+    assert_constant("resnet layer4.2.bn3 bias", &vars["layer4.2.bn3.bias"], 0.0);
+    assert_constant("resnet bn1 running_var", &vars["bn1.running_var"], 1.0);
+}

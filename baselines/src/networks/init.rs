@@ -32,6 +32,9 @@ pub enum LayerInit {
     /// sqrt(2 / fan_in)), zero bias: GVB's `init_weights` for Linear layers (its classifier,
     /// bridge and discriminator).
     KaimingNormal,
+    /// `kaiming_normal_(mode="fan_out", nonlinearity="relu")` (std sqrt(2 / fan_out)), zero bias:
+    /// torchvision's ResNet convolutions (which have no bias).
+    KaimingNormalFanOut,
     /// `normal_(0, std)` weight and a constant bias (SSRT's and DWL's explicit initialisations).
     Normal { std: f64, bias: f64 },
 }
@@ -49,6 +52,7 @@ impl LayerInit {
             ),
             LayerInit::XavierNormal => (Init::Randn { mean: 0.0, stdev: (2.0 / (fan_in + fan_out) as f64).sqrt() }, Init::Const(0.0)),
             LayerInit::KaimingNormal => (Init::Randn { mean: 0.0, stdev: (2.0 / fan_in as f64).sqrt() }, Init::Const(0.0)),
+            LayerInit::KaimingNormalFanOut => (Init::Randn { mean: 0.0, stdev: (2.0 / fan_out as f64).sqrt() }, Init::Const(0.0)),
             LayerInit::Normal { std, bias } => (Init::Randn { mean: 0.0, stdev: std }, Init::Const(bias)),
         }
     }

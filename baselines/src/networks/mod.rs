@@ -7,6 +7,7 @@ pub mod grl;
 pub mod heads;
 pub mod init;
 pub mod lenet;
+pub mod resnet;
 
 use crate::data::DigitsFormat;
 use tch::nn::{self, ModuleT};
