@@ -148,11 +148,17 @@ enum Command {
         #[arg(long, default_value = ".venv/bin/python")]
         python: PathBuf,
     },
-    /// Time the plain, three-pass GH and two-pass GH training steps (LeNet digits, DANN loss)
+    /// Time the plain, three-pass GH and two-pass GH training steps (LeNet digits or ResNet-50, DANN loss)
     BenchStep {
         /// auto (CUDA if available), cpu, cuda or cuda:N
         #[arg(long, default_value = "auto")]
         device: String,
+        /// The feature extractor: lenet (digits) or resnet50 (images; try --batch 4 on a CPU)
+        #[arg(long, value_enum, default_value = "lenet")]
+        backbone: bench_suite::step_bench::StepBackbone,
+        /// ResNet-50 input side
+        #[arg(long, default_value_t = 224)]
+        image_side: i64,
         /// Images per domain in a batch (source and target each)
         #[arg(long, default_value_t = 64)]
         batch: i64,
@@ -502,10 +508,13 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", bench_suite::input_bench::render(&config, &result));
             Ok(())
         }
-        Command::BenchStep { device, batch, harmonizer, alpha, rule, warmup, rounds, steps, seed } => {
+        Command::BenchStep { device, backbone, image_side, batch, harmonizer, alpha, rule, warmup, rounds, steps, seed } => {
             anyhow::ensure!(harmonizer != Method::None, "--harmonizer must be gh or gh++ (the plain step is always timed)");
             anyhow::ensure!(rounds > 0 && steps > 0 && batch > 0, "--rounds, --steps and --batch must be positive");
+            anyhow::ensure!(image_side >= 32, "--image-side must be at least 32");
             let config = StepBenchConfig {
+                backbone,
+                image_side,
                 device: baselines::device::select(&device)?,
                 batch_per_domain: batch,
                 harmonizer: Harmonizer::new(harmonizer, alpha, rule)?,
