@@ -4,7 +4,8 @@
 
 pub mod data;
 pub mod device;
-pub mod harmonizer;
+/// GH / GH++ live in their own crate (`harmonizer/`); re-exported so `baselines::harmonizer` works.
+pub use harmonizer;
 pub mod methods;
 pub mod networks;
 pub mod record;

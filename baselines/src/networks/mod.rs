@@ -13,18 +13,9 @@ use crate::data::DigitsFormat;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-/// Every variable of several stores (parameters and buffers such as batch-norm running
-/// statistics), named `<label>/<variable path>` and sorted by name within each store, so the order
-/// never depends on hash iteration.
-pub fn named_variables(stores: &[(&str, &nn::VarStore)]) -> Vec<(String, Tensor)> {
-    let mut out = Vec::new();
-    for (label, vs) in stores {
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        out.extend(vars.into_iter().map(|(name, t)| (format!("{label}/{name}"), t)));
-    }
-    out
-}
+/// Every variable of several stores, named `<label>/<variable path>` (from the harmonizer crate,
+/// which names the parameters it harmonizes the same way).
+pub use harmonizer::autograd::named_variables;
 
 /// Whether the networks apply their dropout layers in training mode. Always on in training;
 /// off only where a step is compared with an independent implementation (dropout masks cannot be

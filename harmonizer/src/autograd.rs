@@ -12,10 +12,23 @@
 //! Both *accumulate* into `.grad`, like `Tensor::backward`: zero the gradients before the step,
 //! and add further terms by including them as `extra` (or by calling `backward` on them).
 
-use super::{Harmonization, Harmonizer, OutsideScope};
+use crate::{Harmonization, Harmonizer, OutsideScope};
 use std::borrow::Borrow;
 use tch::nn::VarStore;
 use tch::{Kind, TchError, Tensor};
+
+/// Every variable of several stores (parameters and buffers such as batch-norm running
+/// statistics), named `<label>/<variable path>` and sorted by name within each store, so the order
+/// never depends on hash iteration.
+pub fn named_variables(stores: &[(&str, &VarStore)]) -> Vec<(String, Tensor)> {
+    let mut out = Vec::new();
+    for (label, vs) in stores {
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        out.extend(vars.into_iter().map(|(name, t)| (format!("{label}/{name}"), t)));
+    }
+    out
+}
 
 /// The trainable parameters of a training step, in a fixed (named) order.
 pub struct Parameters {
@@ -27,7 +40,7 @@ impl Parameters {
     /// Trainable variables of several stores, named `<label>/<variable path>` and sorted by name
     /// within each store so the order never depends on hash iteration.
     pub fn from_stores(stores: &[(&str, &VarStore)]) -> Self {
-        let (names, tensors) = crate::networks::named_variables(stores).into_iter().filter(|(_, t)| t.requires_grad()).unzip();
+        let (names, tensors) = named_variables(stores).into_iter().filter(|(_, t)| t.requires_grad()).unzip();
         Parameters { names, tensors }
     }
 
