@@ -1,7 +1,8 @@
 //! ResNet-50 against torchvision: a randomly initialised torchvision ResNet-50 (batch-norm
 //! statistics randomised) exported by tools/reference/resnet_export.py loads strictly and gives the
 //! same pooled features in eval and train mode and the same conv1 gradient (relative error ≤ 1e-4);
-//! ResNet-101 has torchvision's keys and shapes; strict loading names what is wrong.
+//! ResNet-101 has torchvision's keys and shapes and the same eval-mode features; strict loading
+//! names what is wrong.
 
 mod support;
 use baselines::networks::resnet::{load_strict, Depth, ResNet};
@@ -27,7 +28,7 @@ fn export() -> tempfile::TempDir {
 }
 
 #[test]
-fn resnet50_matches_torchvision_and_resnet101_has_its_keys() {
+fn resnet50_and_resnet101_match_torchvision() {
     let dir = export();
     let mut vs = nn::VarStore::new(Device::Cpu);
     let net = ResNet::new(&vs.root(), Depth::Resnet50);
@@ -48,12 +49,16 @@ fn resnet50_matches_torchvision_and_resnet101_has_its_keys() {
     assert!(e_fresh > 0.1, "an unloaded network matched: {e_fresh}");
 
     let shapes: BTreeMap<String, Vec<i64>> = serde_json::from_str(&std::fs::read_to_string(dir.path().join("resnet101_shapes.json")).unwrap()).unwrap();
-    let vs101 = nn::VarStore::new(Device::Cpu);
-    let _net = ResNet::new(&vs101.root(), Depth::Resnet101);
+    let mut vs101 = nn::VarStore::new(Device::Cpu);
+    let net101 = ResNet::new(&vs101.root(), Depth::Resnet101);
     let ours: BTreeMap<String, Vec<i64>> = vs101.variables().into_iter().map(|(k, v)| (k, v.size())).collect();
     let theirs: BTreeMap<String, Vec<i64>> =
         shapes.into_iter().filter(|(k, _)| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked")).collect();
     assert_eq!(ours, theirs);
+    load_strict(&mut vs101, "", &dir.path().join("resnet101.safetensors")).unwrap();
+    let e101 = tch::no_grad(|| rel_err(&net101.forward_t(&io["x"], false), &io["eval_features_101"]));
+    eprintln!("ResNet-101 vs torchvision: eval features {e101:.2e}");
+    assert!(e101 <= TOLERANCE);
 }
 
 #[test]
