@@ -33,7 +33,7 @@ fn jpeg(path: &Path, w: u32, h: u32, seed: u8) {
     img.save(path).unwrap();
 }
 
-fn files(samples: &Samples) -> &baselines::data::pipeline::FileSet {
+fn files(samples: &Samples) -> &std::sync::Arc<baselines::data::pipeline::FileSet> {
     match samples {
         Samples::Files(f) => f,
         Samples::InMemory(_) => panic!("expected files"),
@@ -377,15 +377,8 @@ fn normalised_batches_use_imagenet_statistics() {
     write_image_folders(&a, 2, 2, 16, 16, false, 1).unwrap();
     let task = Task::parse(&format!("folder:{}->{}", a.display(), a.display())).unwrap();
     let data = load_image_task(dir.path(), &task, &ImageInput::sized(16, 16).unwrap(), &options(1, CacheMode::Off, dir.path())).unwrap();
-    let set = files(&data.target_test);
-    let arc = std::sync::Arc::new(baselines::data::pipeline::FileSet {
-        list: set.list.clone(),
-        cache: None,
-        input: set.input,
-        pool: set.pool.clone(),
-        options: set.options,
-        description: String::new(),
-    });
+    // (Loaded with the cache off: every image is decoded.)
+    let arc = files(&data.target_test).clone();
     // uint8 (normalised on the device) and float normalised by the workers (CPU training): the
     // same numbers as torchvision's Normalize(ToTensor(x)).
     let mode = Mode::Train(TrainCrop::CenterCrop);

@@ -9,9 +9,9 @@
 //! image whose CRC does not match at read time is decoded from its file instead (and counted).
 //! Built in `<file>.tmp-<pid>` and renamed, so a crash never leaves a half-written cache.
 
-use super::decode::{decode_file, RgbRef};
+use super::decode::RgbRef;
 use super::image_list::ImageList;
-use super::transform::{resize_square, ImageInput};
+use super::transform::ImageInput;
 use anyhow::{Context, Result};
 use memmap2::Mmap;
 use rayon::prelude::*;
@@ -172,8 +172,7 @@ impl DecodedCache {
                     (start..end)
                         .into_par_iter()
                         .map(|i| {
-                            let decoded = decode_file(&list.entries[i].path).with_context(|| list.locate(i))?;
-                            super::pipeline::with_resizer(|r| resize_square(r, decoded, input)).map(|img| img.pixels)
+                            super::pipeline::with_resizer(|r| super::pipeline::decode_resized(list, i, input, r)).map(|img| img.pixels)
                         })
                         .collect()
                 });

@@ -119,14 +119,7 @@ pub fn load_image_task(root: &Path, task: &Task, input: &ImageInput, options: &L
     let test_set = match test {
         Some(list) => make(list, de)?,
         // The target list itself, read with the test transform (same files, same cache).
-        None => Arc::new(FileSet {
-            description: format!("{de} ({} images)", target_set.len()),
-            list: target_set.list.clone(),
-            cache: target_set.cache.clone(),
-            input: *input,
-            pool: pool.clone(),
-            options: options.pipeline,
-        }),
+        None => Arc::new(target_set.with_description(format!("{de} ({} images)", target_set.len()))),
     };
     Ok(TaskData {
         source_train: Samples::Files(source_set),

@@ -35,6 +35,13 @@ pub fn with_resizer<T>(f: impl FnOnce(&mut Resizer) -> T) -> T {
     RESIZER.with(|r| f(&mut r.borrow_mut()))
 }
 
+/// Image `i` of `list` decoded and given the transform's first, deterministic step (the square
+/// resize): what the decoded cache stores, and what the pipeline computes without it.
+pub fn decode_resized(list: &ImageList, i: usize, input: &ImageInput, resizer: &mut Resizer) -> Result<super::decode::Rgb> {
+    let decoded = decode_file(&list.entries[i].path).with_context(|| list.locate(i))?;
+    resize_square(resizer, decoded, input)
+}
+
 /// How many decoding threads, and how many ready batches may wait.
 #[derive(Clone, Copy, Debug)]
 pub struct PipelineOptions {
@@ -79,6 +86,18 @@ impl FileSet {
         self.list.is_empty()
     }
 
+    /// The same images under another description (the target list read as the test set).
+    pub fn with_description(&self, description: String) -> FileSet {
+        FileSet {
+            list: self.list.clone(),
+            cache: self.cache.clone(),
+            input: self.input,
+            pool: self.pool.clone(),
+            options: self.options,
+            description,
+        }
+    }
+
     /// Sample `i` transformed in `mode`, as CHW bytes into `out`.
     pub fn transform_into(&self, i: usize, mode: Mode, rng: &mut impl rand::Rng, out: &mut [u8]) -> Result<()> {
         let input = &self.input;
@@ -86,8 +105,7 @@ impl FileSet {
             if let Some(view) = self.cache.as_ref().and_then(|c| c.get(i)) {
                 return finish(resizer, view, input, mode, rng, out);
             }
-            let decoded = decode_file(&self.list.entries[i].path).with_context(|| self.list.locate(i))?;
-            let resized = resize_square(resizer, decoded, input)?;
+            let resized = decode_resized(&self.list, i, input, resizer)?;
             finish(resizer, resized.view(), input, mode, rng, out)
         })
     }
