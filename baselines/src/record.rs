@@ -6,7 +6,7 @@
 //!  "conflict":..., "w1":..., "w2":..., "clamped":...}
 //! {"event":"losses", "iteration":i, "values":{...}}
 //! {"event":"epoch", "epoch":e, "iteration":i, "train_seconds":s, ...}
-//! {"event":"eval", "iteration":i, "epoch":e, "heads":{...}, "accuracy":a}
+//! {"event":"eval", "iteration":i, "epoch":e, "heads":{...}, "accuracy":a, "heads_mean_class":{...}, "mean_class_accuracy":m}
 //! {"event":"summary", ... RunSummary ...}
 //! ```
 //!

@@ -7,7 +7,6 @@ use crate::data::pipeline::Loader;
 use crate::data::transform::{ImageInput, Mode};
 use crate::data::{BatchSampler, DigitsFormat, ImageSet, Samples, SplitStandIns, Task, TaskData};
 use crate::harmonizer::{Harmonization, HarmonizationSummary, Harmonizer};
-use crate::methods::common::accuracy;
 use crate::methods::{BackwardPath, Batch, MethodConfig, Setup, StepContext, UdaMethod};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -60,7 +59,7 @@ impl RunSpec {
             _ => {}
         }
         // Fail before any data is read when no network fits the input.
-        input_format(self)?;
+        network(self, None)?;
         if !self.method.name().harmonizes() && self.harmonizer.method() != crate::harmonizer::Method::None {
             bail!("{} has no harmonized pair: run it with harmonizer none", self.method.name());
         }
@@ -103,6 +102,13 @@ pub struct Evaluation {
     pub heads: BTreeMap<String, f64>,
     /// The reported accuracy: the best head (MCD: max(F1, F2); DWL: max over its five).
     pub accuracy: f64,
+    /// Mean per-class accuracy (the mean of per-class recalls over the classes present in the
+    /// test set) of each head.
+    #[serde(default)]
+    pub heads_mean_class: BTreeMap<String, f64>,
+    /// The mean per-class accuracy of the head that gives the reported accuracy.
+    #[serde(default)]
+    pub mean_class_accuracy: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -150,6 +156,9 @@ pub struct RunSummary {
     pub iterations: u64,
     /// Accuracy after the last iteration (none when diverged).
     pub final_accuracy: Option<f64>,
+    /// Mean per-class accuracy after the last iteration (none when diverged).
+    #[serde(default)]
+    pub final_mean_class_accuracy: Option<f64>,
     pub final_heads: BTreeMap<String, f64>,
     /// Best accuracy over all evaluations: oracle selection on target test labels, reported by
     /// the released code for CDAN, GVB, MCD and DWL. Labelled as such everywhere. None when
@@ -167,10 +176,24 @@ pub struct RunSummary {
 pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn RunObserver) -> Result<RunSummary> {
     spec.validate()?;
     let classes = data.classes;
+    let network = network(spec, data.weights_root.as_deref())?;
+    if let crate::networks::Network::Image { weights: Some(path), .. } = &network {
+        if !path.is_file() {
+            bail!(
+                "the ImageNet weights {} are missing: fetch them with `data-fetch fetch {}` (same data root)",
+                path.display(),
+                spec.method.image_backbone().map(|b| b.network.name()).unwrap_or_default()
+            );
+        }
+    }
+    if let Device::Cuda(_) = device {
+        // Fixed input sizes: let cuDNN pick the fastest convolution algorithms once.
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     tch::manual_seed(derive_seed(&spec.task, spec.seed, "init") as i64);
     let setup = Setup {
         device,
-        format: input_format(spec)?,
+        network,
         classes,
         source_is_svhn: spec.task.digits().is_some_and(|t| t.source == crate::data::Domain::Svhn),
         iters_per_epoch: spec.schedule.iters_per_epoch,
@@ -206,37 +229,46 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
                 break;
             }
         }
-        crate::device::synchronize(device);
+        let done = it + 1;
+        // Wait for the device only where a clock is read (epoch ends, evaluations, the end): on
+        // CUDA a step then queues its work without a host round trip (telemetry steps aside).
+        if done % s.iters_per_epoch == 0 || done % s.eval_every == 0 || done == s.iterations {
+            crate::device::synchronize(device);
+        }
         let elapsed = started.elapsed().as_secs_f64();
         train_seconds += elapsed;
         epoch_clock += elapsed;
-        let done = it + 1;
         trained = done;
         if done % s.iters_per_epoch == 0 {
             let epoch = done / s.iters_per_epoch;
-            let stats = stats_order.get_or_insert_with(|| {
-                (
-                    Stream::train(&data.source_train, 1000, derive_seed(&spec.task, spec.seed, "stats"), images.map(|i| i.source_crop), device),
-                    Stream::train(&data.target_train, 1000, derive_seed(&spec.task, spec.seed, "stats-target"), images.map(|i| i.target_crop), device),
-                )
-            });
-            let (xs, ys) = stats.0.next()?;
-            let (xt, _) = stats.1.next()?;
-            let extra = method.end_epoch((&xs, &ys), &xt)?;
+            // Up to 1000 source and target samples for methods with per-epoch statistics (DWL).
+            let extra = if method.needs_epoch_samples() {
+                let stats = stats_order.get_or_insert_with(|| {
+                    let n = |set: &Samples| 1000.min(set.len()).max(1);
+                    (
+                        Stream::train(&data.source_train, n(&data.source_train), derive_seed(&spec.task, spec.seed, "stats"), images.map(|i| i.source_crop), device),
+                        Stream::train(&data.target_train, n(&data.target_train), derive_seed(&spec.task, spec.seed, "stats-target"), images.map(|i| i.target_crop), device),
+                    )
+                });
+                let (xs, ys) = stats.0.next()?;
+                let (xt, _) = stats.1.next()?;
+                method.end_epoch((&xs, &ys), &xt)?
+            } else {
+                Vec::new()
+            };
             observer.epoch(epoch, done, epoch_clock, &extra)?;
             epoch_seconds.push(epoch_clock);
             epoch_clock = 0.0;
         }
         if done % s.eval_every == 0 || done == s.iterations {
-            let heads = match evaluate_samples(method.as_ref(), &data.target_test, device)? {
+            let scores = match evaluate_samples(method.as_ref(), &data.target_test, classes, device)? {
                 Ok(h) => h,
                 Err(reason) => {
                     status = RunStatus::Diverged { iteration: done, reason };
                     break;
                 }
             };
-            let accuracy = heads.values().cloned().fold(f64::NAN, f64::max);
-            let eval = Evaluation { iteration: done, epoch: done as f64 / s.iters_per_epoch as f64, heads, accuracy };
+            let eval = scores.into_evaluation(done, done as f64 / s.iters_per_epoch as f64);
             observer.evaluation(&eval)?;
             evaluations.push(eval);
         }
@@ -254,6 +286,7 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
         status,
         iterations: trained,
         final_accuracy: last.map(|e| e.accuracy),
+        final_mean_class_accuracy: last.and_then(|e| e.mean_class_accuracy),
         final_heads: last.map(|e| e.heads.clone()).unwrap_or_default(),
         best_accuracy_oracle: best.map(|e| e.accuracy),
         best_iteration: best.map(|e| e.iteration),
@@ -264,15 +297,26 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
     })
 }
 
-/// The network input of a run: the digits task's format; for image tasks, 32×32 crops train the
-/// DTN (your own data at a small size). 224×224 needs the ImageNet ResNets of the image protocols.
-fn input_format(spec: &RunSpec) -> Result<DigitsFormat> {
+/// The network of a run: a ResNet where the method's configuration names one (image protocols;
+/// its ImageNet weights under `weights_root` when pretrained); otherwise the digits task's network,
+/// or the DTN on 32×32 crops of an image task (your own data at a small size).
+fn network(spec: &RunSpec, weights_root: Option<&std::path::Path>) -> Result<crate::networks::Network> {
+    use crate::networks::Network;
+    if let Some(backbone) = spec.method.image_backbone() {
+        if spec.images.is_none() {
+            bail!("the {} backbone takes image tasks (this run's task is {})", backbone.network.name(), spec.task.name());
+        }
+        let weights = backbone.pretrained.then(|| weights_root.map(|r| backbone.network.imagenet_weights(r))).flatten();
+        return Ok(Network::Image { backbone, weights });
+    }
     match (&spec.task, &spec.images) {
-        (Task::Digits(t), _) => Ok(t.format()),
-        (_, Some(input)) if input.crop == 32 => Ok(DigitsFormat::Rgb32),
+        (Task::Digits(t), _) => Ok(Network::Digits(t.format())),
+        (_, Some(input)) if input.crop == 32 => Ok(Network::Digits(DigitsFormat::Rgb32)),
         (_, Some(input)) => bail!(
-            "no backbone for {c}×{c} images in this build: the ImageNet-pretrained ResNet-50/101 arrive with the \
-             image protocols (image benchmarks, part 2). Train the DTN on 32×32 crops meanwhile, e.g. --image-size 36/32",
+            "{c}×{c} images need a ResNet backbone: this {} configuration has none (the image protocols of \
+             protocol.toml set `backbone = {{ network = \"resnet50\", pretrained = true }}`). Or train the DTN on \
+             32×32 crops, e.g. --image-size 36/32",
+            spec.method.name(),
             c = input.crop
         ),
         (_, None) => bail!("image tasks need image input settings"),
@@ -304,13 +348,47 @@ impl<'a> Stream<'a> {
     }
 }
 
-/// Accuracy of every head on a test set (digits in chunks of 1000 from device memory, images in
-/// chunks of 200 through the pipeline); `Ok(Err(reason))` when a head's scores are not finite.
-pub fn evaluate_samples(method: &dyn UdaMethod, samples: &Samples, device: Device) -> Result<std::result::Result<BTreeMap<String, f64>, String>> {
+/// Per-head correct counts on a test set, overall and per class.
+pub struct HeadScores {
+    /// head → (correct per class, total per class).
+    per_class: BTreeMap<String, (Vec<f64>, Vec<f64>)>,
+}
+
+impl HeadScores {
+    /// Overall accuracy of each head.
+    pub fn accuracy(&self) -> BTreeMap<String, f64> {
+        self.per_class.iter().map(|(h, (c, n))| (h.clone(), c.iter().sum::<f64>() / n.iter().sum::<f64>().max(1.0))).collect()
+    }
+
+    /// Mean over the classes present of each head's per-class accuracy.
+    pub fn mean_class_accuracy(&self) -> BTreeMap<String, f64> {
+        self.per_class
+            .iter()
+            .map(|(h, (c, n))| {
+                let recalls: Vec<f64> = c.iter().zip(n).filter(|(_, &n)| n > 0.0).map(|(c, n)| c / n).collect();
+                (h.clone(), recalls.iter().sum::<f64>() / recalls.len().max(1) as f64)
+            })
+            .collect()
+    }
+
+    fn into_evaluation(self, iteration: u64, epoch: f64) -> Evaluation {
+        let heads = self.accuracy();
+        let heads_mean_class = self.mean_class_accuracy();
+        let best = heads.iter().max_by(|a, b| a.1.total_cmp(b.1)).map(|(h, _)| h.clone());
+        let accuracy = heads.values().cloned().fold(f64::NAN, f64::max);
+        let mean_class_accuracy = best.and_then(|h| heads_mean_class.get(&h).copied());
+        Evaluation { iteration, epoch, heads, accuracy, heads_mean_class, mean_class_accuracy }
+    }
+}
+
+/// Scores of every head on a test set of `classes` classes (digits in chunks of 1000 from device
+/// memory, images in chunks of 200 through the pipeline); `Ok(Err(reason))` when a head's scores
+/// are not finite.
+pub fn evaluate_samples(method: &dyn UdaMethod, samples: &Samples, classes: i64, device: Device) -> Result<std::result::Result<HeadScores, String>> {
     match samples {
         Samples::InMemory(set) => {
             let (n, mut start) = (set.len(), 0);
-            accumulate_heads(method, || {
+            accumulate_heads(method, classes, || {
                 if start >= n {
                     return Ok(None);
                 }
@@ -322,29 +400,49 @@ pub fn evaluate_samples(method: &dyn UdaMethod, samples: &Samples, device: Devic
         }
         Samples::Files(files) => {
             let mut loader = files.eval_stream(200, device);
-            accumulate_heads(method, || loader.next_batch())
+            accumulate_heads(method, classes, || loader.next_batch())
         }
     }
 }
 
-/// Each head's accuracy over the batches `next` yields.
+/// Each head's per-class counts over the batches `next` yields (kept on the device until the end).
 fn accumulate_heads(
     method: &dyn UdaMethod,
+    classes: i64,
     mut next: impl FnMut() -> Result<Option<(Tensor, Tensor)>>,
-) -> Result<std::result::Result<BTreeMap<String, f64>, String>> {
-    let mut correct: BTreeMap<String, f64> = BTreeMap::new();
-    let mut n = 0usize;
+) -> Result<std::result::Result<HeadScores, String>> {
+    let mut correct: BTreeMap<String, Tensor> = BTreeMap::new();
+    let mut totals: Option<Tensor> = None;
     while let Some((x, y)) = next()? {
-        let len = y.size()[0] as usize;
+        let y = y.to_kind(tch::Kind::Int64);
         for (head, scores) in method.eval_heads(&x) {
             if !bool::try_from(scores.isfinite().all()).unwrap_or(false) {
                 return Ok(Err(format!("head '{head}' outputs non-finite scores")));
             }
-            *correct.entry(head).or_default() += accuracy(&scores, &y) * len as f64;
+            let hits = scores.argmax(1, false).eq_tensor(&y).to_kind(tch::Kind::Float);
+            let per_class = Tensor::zeros([classes], (tch::Kind::Float, y.device())).index_add(0, &y, &hits);
+            match correct.get_mut(&head) {
+                Some(c) => *c += per_class,
+                None => {
+                    correct.insert(head, per_class);
+                }
+            }
         }
-        n += len;
+        let counts = Tensor::zeros([classes], (tch::Kind::Float, y.device())).index_add(0, &y, &y.ones_like().to_kind(tch::Kind::Float));
+        totals = Some(match totals {
+            Some(t) => t + counts,
+            None => counts,
+        });
     }
-    Ok(Ok(correct.into_iter().map(|(k, v)| (k, v / n.max(1) as f64)).collect()))
+    let totals: Vec<f64> = match totals {
+        Some(t) => Vec::<f64>::try_from(t.to_kind(tch::Kind::Double).to_device(Device::Cpu))?,
+        None => vec![0.0; classes.max(0) as usize],
+    };
+    let mut per_class = BTreeMap::new();
+    for (head, c) in correct {
+        per_class.insert(head, (Vec::<f64>::try_from(c.to_kind(tch::Kind::Double).to_device(Device::Cpu))?, totals.clone()));
+    }
+    Ok(Ok(HeadScores { per_class }))
 }
 
 /// Why this step's measurements show divergence, if they do.

@@ -173,14 +173,15 @@ fn every_layer_of_every_digits_baseline_uses_its_reference_rule() {
             grl_max_iter: 10000,
             source_only_epochs: 1,
             joint_forward: true,
+            backbone: None, bottleneck: None, multipliers: Default::default(),
         }),
-        MethodConfig::Gvb(gvb::Config { batch: 64, sgd, lr_schedule: LrSchedule::Fixed, trade_off: 1.0, gvbg_weight: 1.0, gvbd_weight: 1.0, discriminator_hidden: 1024, grl_max_iter: 10000 }),
-        MethodConfig::Mcd(mcd::Config { batch: 128, lr: 0.01, momentum_generator: 0.0, momentum_heads: 0.9, weight_decay: 5e-4, trade_off: 0.3, entropy_weight: 0.03, num_k: 4, head_hidden: 1024 }),
-        MethodConfig::Dwl(dwl::Config { batch: 32, lr: 0.001, momentum: 0.9, weight_decay: 5e-4, source_steps: 8, balance_steps: 8, adversarial_weight: 0.2, pseudo_label_threshold: 0.9, initial_balance: 0.5 }),
+        MethodConfig::Gvb(gvb::Config { batch: 64, sgd, lr_schedule: LrSchedule::Fixed, trade_off: 1.0, gvbg_weight: 1.0, gvbd_weight: 1.0, discriminator_hidden: 1024, grl_max_iter: 10000, joint_forward: true, backbone: None, multipliers: Default::default(), }),
+        MethodConfig::Mcd(mcd::Config { batch: 128, lr: 0.01, momentum_generator: 0.0, momentum_heads: 0.9, weight_decay: 5e-4, trade_off: 0.3, entropy_weight: 0.03, num_k: 4, head_hidden: 1024, backbone: None, }),
+        MethodConfig::Dwl(dwl::Config { batch: 32, lr: 0.001, momentum: 0.9, weight_decay: 5e-4, source_steps: 8, balance_steps: 8, adversarial_weight: 0.2, pseudo_label_threshold: 0.9, initial_balance: 0.5, backbone: None, }),
     ];
     let mut checked = 0;
     for format in [DigitsFormat::Grey28, DigitsFormat::Rgb32] {
-        let setup = Setup { device: Device::Cpu, format, classes: 10, source_is_svhn: false, iters_per_epoch: 100, dropout: Dropout::On };
+        let setup = Setup { device: Device::Cpu, network: baselines::networks::Network::Digits(format), classes: 10, source_is_svhn: false, iters_per_epoch: 100, dropout: Dropout::On };
         for config in &configs {
             let method = config.build(&setup).unwrap();
             let name = config.name().name();

@@ -36,6 +36,7 @@ fn configs() -> Vec<MethodConfig> {
             grl_max_iter: 10000,
             source_only_epochs: 1,
             joint_forward: true,
+            backbone: None, bottleneck: None, multipliers: Default::default(),
         }),
         MethodConfig::Mcd(mcd::Config {
             batch: 32,
@@ -47,6 +48,7 @@ fn configs() -> Vec<MethodConfig> {
             entropy_weight: 0.03,
             num_k: 2,
             head_hidden: 64,
+            backbone: None,
         }),
         MethodConfig::Dwl(dwl::Config {
             batch: 16,
@@ -58,6 +60,7 @@ fn configs() -> Vec<MethodConfig> {
             adversarial_weight: 0.2,
             pseudo_label_threshold: 0.9,
             initial_balance: 0.5,
+            backbone: None,
         }),
         MethodConfig::Gvb(gvb::Config {
             batch: 32,
@@ -68,6 +71,7 @@ fn configs() -> Vec<MethodConfig> {
             gvbd_weight: 1.0,
             discriminator_hidden: 64,
             grl_max_iter: 10000,
+            joint_forward: true, backbone: None, multipliers: Default::default(),
         }),
     ]
 }

@@ -81,6 +81,7 @@ fn methods() -> Vec<(&'static str, MethodConfig)> {
                 grl_max_iter: 2,
                 source_only_epochs: 1,
                 joint_forward: true,
+            backbone: None, bottleneck: None, multipliers: Default::default(),
             }),
         ),
         (
@@ -96,6 +97,7 @@ fn methods() -> Vec<(&'static str, MethodConfig)> {
                 grl_max_iter: 2,
                 source_only_epochs: 0,
                 joint_forward: false,
+            backbone: None, bottleneck: None, multipliers: Default::default(),
             }),
         ),
         (
@@ -109,6 +111,7 @@ fn methods() -> Vec<(&'static str, MethodConfig)> {
                 gvbd_weight: 1.0,
                 discriminator_hidden: 1024,
                 grl_max_iter: 20,
+            joint_forward: true, backbone: None, multipliers: Default::default(),
             }),
         ),
         (
@@ -123,6 +126,7 @@ fn methods() -> Vec<(&'static str, MethodConfig)> {
                 entropy_weight: 0.03,
                 num_k: 4,
                 head_hidden: 1024,
+            backbone: None,
             }),
         ),
         (
@@ -137,6 +141,7 @@ fn methods() -> Vec<(&'static str, MethodConfig)> {
                 adversarial_weight: 0.2,
                 pseudo_label_threshold: 0.15,
                 initial_balance: 0.5,
+            backbone: None,
             }),
         ),
     ]
@@ -166,7 +171,7 @@ fn snapshot(method: &dyn UdaMethod) -> Vec<(String, Tensor)> {
 /// `case_dir` when `write` is set, and runs its iterations on the `backward` path.
 fn run_rust(case_dir: &Path, config: &MethodConfig, harmonizer: Harmonizer, seed: i64, backward: BackwardPath, write: bool) -> RustRun {
     tch::manual_seed(seed);
-    let setup = Setup { device: Device::Cpu, format: DigitsFormat::Grey28, classes: CLASSES, source_is_svhn: false, iters_per_epoch: 1, dropout: Dropout::Off };
+    let setup = Setup { device: Device::Cpu, network: baselines::networks::Network::Digits(DigitsFormat::Grey28), classes: CLASSES, source_is_svhn: false, iters_per_epoch: 1, dropout: Dropout::Off };
     let mut method = config.build(&setup).unwrap();
     let opts = (Kind::Float, Device::Cpu);
     let batch = Batch {

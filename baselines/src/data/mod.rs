@@ -1,24 +1,21 @@
 //! Data: tasks ([`task`]), the digits readers (one file per format) with the digits transforms,
 //! split stand-ins and seeded batch sampling (this file), and the image benchmarks and the image
-//! pipeline ([`benchmarks`], [`image_list`], [`decode`], [`transform`], [`decoded_cache`],
-//! [`pipeline`], [`image_task`]).
+//! pipeline, all in the [`images`] folder ([`benchmarks`], [`image_list`], [`decode`],
+//! [`transform`], [`decoded_cache`], [`pipeline`], [`image_task`]).
 //!
 //! Transforms (protocols.md): M↔U at 28×28 grey (USPS upsampled from 16×16), S→M at 32×32 RGB
 //! (MNIST upsampled and replicated to three channels); pixels scaled to [0, 1], then normalised
 //! with mean 0.5 and std 0.5 (so [-1, 1]).
 
-pub mod benchmarks;
-pub mod decode;
-pub mod decoded_cache;
-pub mod image_list;
-pub mod image_task;
+pub mod images;
 pub mod mnist;
-pub mod pipeline;
 pub mod svhn;
 pub mod synthetic;
 pub mod task;
-pub mod transform;
 pub mod usps;
+
+// The image pipeline's modules, also at their former paths (`data::pipeline`, ...).
+pub use images::{benchmarks, decode, decoded_cache, image_list, image_task, pipeline, transform};
 
 pub use task::Task;
 
@@ -269,6 +266,9 @@ pub struct TaskData {
     pub classes: i64,
     /// One sentence per stand-in used, or per data note (files left out).
     pub deviations: Vec<String>,
+    /// Where pretrained backbone weights are looked up: the data root data-fetch fills
+    /// (`<root>/resnet50/…`); None for in-memory tasks.
+    pub weights_root: Option<std::path::PathBuf>,
 }
 
 /// Loads any task: digits into device memory (with stand-ins), image tasks as file sets read
@@ -332,6 +332,7 @@ pub fn load_digits_task(root: &Path, task: DigitsTask, stand_ins: &SplitStandIns
         target_test: Samples::InMemory(target_test),
         classes: 10,
         deviations,
+        weights_root: Some(root.to_path_buf()),
     })
 }
 

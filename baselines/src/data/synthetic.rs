@@ -55,6 +55,7 @@ pub fn easy_task(n_train: usize, n_test: usize, format: DigitsFormat, device: De
         target_test: Samples::InMemory(image_set(&pe, &le, side, format, device, "target test")),
         classes: 10,
         deviations: vec!["synthetic data".to_owned()],
+        weights_root: None,
     }
 }
 

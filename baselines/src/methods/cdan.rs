@@ -16,17 +16,25 @@
 //! Harmonized pair: L1 = transfer loss, L2 = source cross-entropy, scope = the base network
 //! (G + C). Total `trade_off·w1·L1 + w2·L2`: the trade-off is applied after harmonizing.
 //!
-//! Initialisation (networks/init.rs): backbone and classifier PyTorch defaults (CDAN's LeNet sets
-//! none), discriminator xavier-normal weights with zero biases (CDAN's `init_weights`).
+//! Image protocol (protocols.md, protocols-images.md §4): ResNet-50/101 (ImageNet weights) to
+//! 2048, a linear bottleneck 2048→256 (no activation), classifier 256→C; the discriminator sees
+//! the random multilinear map to 1024 of (bottleneck features, softmax); source and target
+//! forwarded separately; Nesterov SGD with the inv schedule on both optimisers, learning rate x1
+//! on the backbone and x10 on the bottleneck, classifier and discriminator.
+//!
+//! Initialisation (networks/init.rs): digits backbone and classifier PyTorch defaults (CDAN's
+//! LeNet sets none), discriminator xavier-normal weights with zero biases (CDAN's `init_weights`).
+//! Images: the ResNet from its ImageNet weights; bottleneck and classifier xavier-normal with zero
+//! biases (ours: protocols.md is silent; CDAN's `init_weights`, as for its discriminator).
 
-use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, DomainBce, LrSchedule, Sgd};
+use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, DomainBce, GroupMultipliers, GroupedSgd, LrSchedule, Sgd};
 use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
 use crate::networks::grl::{grl_coefficient, reverse_gradient};
 use crate::networks::named_variables;
 use crate::networks::heads::{DomainDiscriminator, LinearClassifier};
-use crate::networks::init::LayerInit;
-use crate::networks::Backbone;
+use crate::networks::init::{linear, LayerInit};
+use crate::networks::{Backbone, ImageBackbone, NEW_LAYERS_GROUP};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
@@ -63,6 +71,15 @@ pub struct Config {
     pub source_only_epochs: u64,
     /// Source and target in one forward pass (digits) instead of two (images).
     pub joint_forward: bool,
+    /// The ResNet of the image protocol (absent on digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<ImageBackbone>,
+    /// Width of the linear bottleneck between features and classifier (images: 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bottleneck: Option<i64>,
+    /// Learning-rate / weight-decay multipliers of backbone and new layers (images: lr x1 / x10).
+    #[serde(default, skip_serializing_if = "GroupMultipliers::is_one")]
+    pub multipliers: GroupMultipliers,
 }
 
 pub struct Cdan {
@@ -70,6 +87,7 @@ pub struct Cdan {
     iters_per_epoch: u64,
     stores: (nn::VarStore, nn::VarStore),
     backbone: Backbone,
+    bottleneck: Option<nn::Linear>,
     classifier: LinearClassifier,
     discriminator: DomainDiscriminator,
     /// Rf, Rp of the random multilinear map (undefined for outer-product conditioning).
@@ -78,33 +96,39 @@ pub struct Cdan {
     discriminator_forwards: u64,
     params: Parameters,
     scope: Scope,
-    opt_base: nn::Optimizer,
-    opt_disc: nn::Optimizer,
+    opt_base: GroupedSgd,
+    opt_disc: GroupedSgd,
 }
 
 impl Cdan {
     pub fn new(config: Config, setup: &Setup) -> Result<Self> {
-        let base = nn::VarStore::new(setup.device);
+        let mut base = nn::VarStore::new(setup.device);
         let disc = nn::VarStore::new(setup.device);
-        let backbone = Backbone::for_format(&(base.root() / "backbone"), setup.format, setup.dropout);
-        let classifier = LinearClassifier::new(&(base.root() / "classifier"), backbone.features(), setup.classes, LayerInit::PyTorchDefault);
+        let backbone = Backbone::build(&(base.root() / "backbone"), &setup.network, setup.dropout);
+        let new_layers = base.root().set_group(NEW_LAYERS_GROUP);
+        let head_init = if setup.network.is_image() { LayerInit::XavierNormal } else { LayerInit::PyTorchDefault };
+        let bottleneck = config.bottleneck.map(|width| linear(&new_layers / "bottleneck", backbone.features(), width, head_init));
+        let features = config.bottleneck.unwrap_or(backbone.features());
+        let classifier = LinearClassifier::new(&(&new_layers / "classifier"), features, setup.classes, head_init);
         let (input, random_matrices) = match config.conditioning {
-            Conditioning::Outer => (backbone.features() * setup.classes, None),
+            Conditioning::Outer => (features * setup.classes, None),
             Conditioning::Random { dim } => {
                 let opts = (Kind::Float, setup.device);
-                (dim, Some((Tensor::randn([backbone.features(), dim], opts), Tensor::randn([setup.classes, dim], opts))))
+                (dim, Some((Tensor::randn([features, dim], opts), Tensor::randn([setup.classes, dim], opts))))
             }
         };
-        let discriminator = DomainDiscriminator::new(&disc.root(), input, config.discriminator_hidden, LayerInit::XavierNormal, setup.dropout);
+        let discriminator = DomainDiscriminator::new(&disc.root().set_group(NEW_LAYERS_GROUP), input, config.discriminator_hidden, LayerInit::XavierNormal, setup.dropout);
+        Backbone::load_pretrained(&mut base, "backbone.", &setup.network)?;
         let params = Parameters::from_stores(&[("base", &base), ("disc", &disc)]);
         let scope = params.scope("base network", &["base/"])?;
-        let opt_base = config.sgd.build(&base)?;
-        let opt_disc = config.sgd.build(&disc)?;
+        let opt_base = config.sgd.build(&base, &config.multipliers)?;
+        let opt_disc = config.sgd.build(&disc, &config.multipliers)?;
         Ok(Cdan {
             config,
             iters_per_epoch: setup.iters_per_epoch,
             stores: (base, disc),
             backbone,
+            bottleneck,
             classifier,
             discriminator,
             random_matrices,
@@ -114,6 +138,15 @@ impl Cdan {
             opt_base,
             opt_disc,
         })
+    }
+
+    /// Features (after the bottleneck, if any) of a batch.
+    fn features(&self, images: &Tensor, train: bool) -> Tensor {
+        let f = self.backbone.forward_t(images, train);
+        match &self.bottleneck {
+            Some(b) => b.forward(&f),
+            None => f,
+        }
     }
 
     /// The discriminator's input for features `f` and (detached) softmax `p`.
@@ -140,9 +173,9 @@ impl UdaMethod for Cdan {
         self.opt_disc.zero_grad();
         let ns = batch.source.size()[0];
         let features = if c.joint_forward {
-            self.backbone.forward_t(&Tensor::cat(&[&batch.source, &batch.target], 0), true)
+            self.features(&Tensor::cat(&[&batch.source, &batch.target], 0), true)
         } else {
-            Tensor::cat(&[self.backbone.forward_t(&batch.source, true), self.backbone.forward_t(&batch.target, true)], 0)
+            Tensor::cat(&[self.features(&batch.source, true), self.features(&batch.target, true)], 0)
         };
         let logits = self.classifier.forward(&features);
         let cls = logits.narrow(0, 0, ns).cross_entropy_for_logits(&batch.labels);
@@ -169,7 +202,7 @@ impl UdaMethod for Cdan {
     }
 
     fn eval_heads(&self, images: &Tensor) -> HeadOutputs {
-        tch::no_grad(|| vec![("c".to_owned(), self.classifier.forward(&self.backbone.forward_t(images, false)))])
+        tch::no_grad(|| vec![("c".to_owned(), self.classifier.forward(&self.features(images, false)))])
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
@@ -179,5 +212,9 @@ impl UdaMethod for Cdan {
             out.push(("fixed/random_probs".into(), rp.shallow_clone()));
         }
         out
+    }
+
+    fn learning_rates(&self) -> Vec<(String, f64)> {
+        [self.opt_base.learning_rates("base"), self.opt_disc.learning_rates("disc")].concat()
     }
 }

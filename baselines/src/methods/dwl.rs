@@ -24,20 +24,26 @@
 //! Released-code defects not reproduced: it does not run as committed (import shadowing, double
 //! pooling); this is written from the description.
 //!
-//! Initialisation (networks/init.rs): PyTorch defaults everywhere. protocols.md gives no
-//! initialisation for DWL's digits networks (ours); the explicit normal init of its image
-//! discriminator belongs to the image protocol.
+//! Image protocol (protocols-images.md §3): G = ResNet-50/101 from ImageNet weights, pooled to
+//! 2048 (pooled once: the released code's double pooling is a defect, not reproduced); C, C1, C2 =
+//! Linear 2048→1024, BN, ReLU, Linear 1024→C (no dropout); D = Linear 2048→1024 (N(0, 0.01), bias
+//! 0), ReLU, Dropout 0.5, Linear 1024→1 (N(0, 0.3), bias 0), sigmoid. Five SGDs, lr 1e-3 fixed.
+//! The balance statistics keep the digits normalisations above (ours; the released code's running
+//! max/min normalisation and LDA eigenvalues are not reproduced).
+//!
+//! Initialisation (networks/init.rs): PyTorch defaults everywhere but the image discriminator.
+//! protocols.md gives no initialisation for DWL's digits networks (ours).
 
+use super::common::{GroupMultipliers, GroupedSgd, Sgd};
 use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::data::DigitsFormat;
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
-use crate::networks::dtn::Dtn;
 use crate::networks::named_variables;
 use crate::networks::init::{batch_norm1d, batch_norm2d, conv2d, linear, LayerInit};
-use crate::networks::Dropout;
+use crate::networks::{Backbone, Dropout, ImageBackbone, Network};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module, ModuleT, OptimizerConfig};
+use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Reduction, Tensor};
 
 /// DWL's digits networks keep PyTorch's default initialisation (see the module comment).
@@ -60,6 +66,9 @@ pub struct Config {
     pub pseudo_label_threshold: f64,
     /// T before the first estimate (0.5).
     pub initial_balance: f64,
+    /// The ResNet of the image protocol (absent on digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<ImageBackbone>,
 }
 
 /// G for the grey 28×28 digits.
@@ -82,13 +91,14 @@ impl ModuleT for SmallCnn {
 #[derive(Debug)]
 enum Generator {
     Small(SmallCnn),
-    Dtn(Dtn),
+    /// The DTN (S→M) or a ResNet (images).
+    Backbone(Backbone),
 }
 
 impl Generator {
-    fn new(p: &nn::Path, format: DigitsFormat, dropout: Dropout) -> (Generator, i64) {
-        match format {
-            DigitsFormat::Grey28 => (
+    fn new(p: &nn::Path, network: &Network, dropout: Dropout) -> (Generator, i64) {
+        match network {
+            Network::Digits(DigitsFormat::Grey28) => (
                 Generator::Small(SmallCnn {
                     conv1: conv2d(p / "conv1", 1, 32, 5, 1, 0, INIT),
                     bn1: batch_norm2d(p / "bn1", 32),
@@ -97,47 +107,89 @@ impl Generator {
                 }),
                 48 * 4 * 4,
             ),
-            DigitsFormat::Rgb32 => (Generator::Dtn(Dtn::new(p, dropout)), Dtn::FEATURES),
+            other => {
+                let backbone = Backbone::build(p, other, dropout);
+                let features = backbone.features();
+                (Generator::Backbone(backbone), features)
+            }
         }
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         match self {
             Generator::Small(n) => n.forward_t(xs, train),
-            Generator::Dtn(n) => n.forward_t(xs, train),
+            Generator::Backbone(n) => n.forward_t(xs, train),
         }
     }
 }
 
-/// C, C1, C2.
+/// C, C1, C2: per hidden layer Dropout (digits only), Linear, BN, ReLU; then Dropout (digits
+/// only) and the output Linear. Digits: hidden 100, 100 with dropout 0.5; images: 1024, no dropout.
 #[derive(Debug)]
 struct Predictor {
-    fc1: nn::Linear,
-    bn1: nn::BatchNorm,
-    fc2: nn::Linear,
-    bn2: nn::BatchNorm,
+    hidden: Vec<(nn::Linear, nn::BatchNorm)>,
     out: nn::Linear,
-    dropout: Dropout,
+    dropout: Option<Dropout>,
 }
 
 impl Predictor {
-    fn new(p: &nn::Path, input: i64, classes: i64, dropout: Dropout) -> Self {
-        Predictor {
-            fc1: linear(p / "fc1", input, 100, INIT),
-            bn1: batch_norm1d(p / "bn1", 100),
-            fc2: linear(p / "fc2", 100, 100, INIT),
-            bn2: batch_norm1d(p / "bn2", 100),
-            out: linear(p / "out", 100, classes, INIT),
-            dropout,
+    fn new(p: &nn::Path, input: i64, classes: i64, image: bool, dropout: Dropout) -> Self {
+        let widths: &[i64] = if image { &[1024] } else { &[100, 100] };
+        let mut hidden = Vec::new();
+        let mut width = input;
+        for (i, &w) in widths.iter().enumerate() {
+            hidden.push((linear(p / format!("fc{}", i + 1), width, w, INIT), batch_norm1d(p / format!("bn{}", i + 1), w)));
+            width = w;
+        }
+        Predictor { hidden, out: linear(p / "out", width, classes, INIT), dropout: (!image).then_some(dropout) }
+    }
+
+    fn drop(&self, x: &Tensor, train: bool) -> Tensor {
+        match self.dropout {
+            Some(d) => d.apply(x, 0.5, train),
+            None => x.shallow_clone(),
         }
     }
 }
 
 impl ModuleT for Predictor {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let x = self.bn1.forward_t(&self.fc1.forward(&self.dropout.apply(xs, 0.5, train)), train).relu();
-        let x = self.bn2.forward_t(&self.fc2.forward(&self.dropout.apply(&x, 0.5, train)), train).relu();
-        self.out.forward(&self.dropout.apply(&x, 0.5, train))
+        let mut x = xs.shallow_clone();
+        for (fc, bn) in &self.hidden {
+            x = bn.forward_t(&fc.forward(&self.drop(&x, train)), train).relu();
+        }
+        self.out.forward(&self.drop(&x, train))
+    }
+}
+
+/// D: digits features-1024-ReLU-1024-ReLU-1; images 2048-1024-ReLU-Dropout 0.5-1 with DWL's normal
+/// initialisation. Outputs the logit (the sigmoid is inside the loss).
+#[derive(Debug)]
+struct Discriminator {
+    layers: Vec<nn::Linear>,
+    dropout: Option<Dropout>,
+}
+
+impl Discriminator {
+    fn new(p: &nn::Path, input: i64, image: bool, dropout: Dropout) -> Self {
+        let layers = if image {
+            vec![linear(p / "fc1", input, 1024, LayerInit::Normal { std: 0.01, bias: 0.0 }), linear(p / "out", 1024, 1, LayerInit::Normal { std: 0.3, bias: 0.0 })]
+        } else {
+            vec![linear(p / "fc1", input, 1024, INIT), linear(p / "fc2", 1024, 1024, INIT), linear(p / "out", 1024, 1, INIT)]
+        };
+        Discriminator { layers, dropout: image.then_some(dropout) }
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let (last, hidden) = self.layers.split_last().expect("at least one layer");
+        let mut x = xs.shallow_clone();
+        for fc in hidden {
+            x = fc.forward(&x).relu();
+            if let Some(d) = self.dropout {
+                x = d.apply(&x, 0.5, train);
+            }
+        }
+        last.forward(&x)
     }
 }
 
@@ -148,11 +200,11 @@ pub struct Dwl {
     c: Predictor,
     c1: Predictor,
     c2: Predictor,
-    d: nn::Sequential,
+    d: Discriminator,
     params: Parameters,
     scope: Scope,
     /// Optimisers of G, C, C1, C2, D.
-    opts: Vec<nn::Optimizer>,
+    opts: Vec<GroupedSgd>,
     balance: f64,
     per_iteration_balance: bool,
 }
@@ -181,22 +233,18 @@ fn bce(logits: &Tensor, target: f64) -> Tensor {
 
 impl Dwl {
     pub fn new(config: Config, setup: &Setup) -> Result<Self> {
-        let stores: Vec<nn::VarStore> = (0..5).map(|_| nn::VarStore::new(setup.device)).collect();
-        let (g, features) = Generator::new(&stores[G].root(), setup.format, setup.dropout);
-        let c = Predictor::new(&stores[C].root(), features, setup.classes, setup.dropout);
-        let c1 = Predictor::new(&stores[C1].root(), features, setup.classes, setup.dropout);
-        let c2 = Predictor::new(&stores[C2].root(), features, setup.classes, setup.dropout);
-        let dp = stores[D].root();
-        let d = nn::seq()
-            .add(linear(&dp / "fc1", features, 1024, INIT))
-            .add_fn(|x| x.relu())
-            .add(linear(&dp / "fc2", 1024, 1024, INIT))
-            .add_fn(|x| x.relu())
-            .add(linear(&dp / "out", 1024, 1, INIT));
+        let mut stores: Vec<nn::VarStore> = (0..5).map(|_| nn::VarStore::new(setup.device)).collect();
+        let image = setup.network.is_image();
+        let (g, features) = Generator::new(&stores[G].root(), &setup.network, setup.dropout);
+        let c = Predictor::new(&stores[C].root(), features, setup.classes, image, setup.dropout);
+        let c1 = Predictor::new(&stores[C1].root(), features, setup.classes, image, setup.dropout);
+        let c2 = Predictor::new(&stores[C2].root(), features, setup.classes, image, setup.dropout);
+        let d = Discriminator::new(&stores[D].root(), features, image, setup.dropout);
+        Backbone::load_pretrained(&mut stores[G], "", &setup.network)?;
         let params = Parameters::from_stores(&labelled(&stores));
         let scope = params.scope("generator", &["G/"])?;
-        let sgd = nn::Sgd { momentum: config.momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false };
-        let opts = stores.iter().map(|vs| sgd.build(vs, config.lr)).collect::<Result<Vec<_>, _>>()?;
+        let sgd = Sgd { lr: config.lr, momentum: config.momentum, weight_decay: config.weight_decay, nesterov: false };
+        let opts = stores.iter().map(|vs| sgd.build(vs, &GroupMultipliers::default())).collect::<Result<Vec<_>>>()?;
         let balance = config.initial_balance;
         Ok(Dwl { config, stores, g, c, c1, c2, d, params, scope, opts, balance, per_iteration_balance: setup.source_is_svhn })
     }
@@ -256,7 +304,7 @@ impl UdaMethod for Dwl {
         self.zero(&[D]);
         let fs = self.g.forward_t(&batch.source, true).detach();
         let ft = self.g.forward_t(&batch.target, true).detach();
-        let d_loss = bce(&self.d.forward(&fs), 1.0) + bce(&self.d.forward(&ft), 0.0);
+        let d_loss = bce(&self.d.forward_t(&fs, true), 1.0) + bce(&self.d.forward_t(&ft, true), 0.0);
         d_loss.f_backward()?;
         self.step(&[D]);
         // 3. Classifier step: fit the source, pull C1 and C2 apart on target.
@@ -275,7 +323,7 @@ impl UdaMethod for Dwl {
         for _ in 0..cfg.balance_steps {
             self.zero(&[G, C, C1, C2, D]);
             let ft = self.g.forward_t(&batch.target, true);
-            let adversarial = bce(&self.d.forward(&ft), 1.0) * cfg.adversarial_weight;
+            let adversarial = bce(&self.d.forward_t(&ft, true), 1.0) * cfg.adversarial_weight;
             let (p, p1, p2) = (self.c.forward_t(&ft, true), self.c1.forward_t(&ft, true), self.c2.forward_t(&ft, true));
             let agreement = discrepancy(&p1, &p2) + discrepancy(&p, &p1) + discrepancy(&p, &p2);
             ctx.log_loss("balance_adversarial", &adversarial);
@@ -320,6 +368,14 @@ impl UdaMethod for Dwl {
 
     fn state(&self) -> Vec<(String, Tensor)> {
         named_variables(&labelled(&self.stores))
+    }
+
+    fn learning_rates(&self) -> Vec<(String, f64)> {
+        LABELS.iter().zip(&self.opts).flat_map(|(label, opt)| opt.learning_rates(label)).collect()
+    }
+
+    fn needs_epoch_samples(&self) -> bool {
+        true
     }
 
     fn end_epoch(&mut self, source: (&Tensor, &Tensor), target: &Tensor) -> Result<Vec<(String, f64)>> {

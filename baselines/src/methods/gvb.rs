@@ -11,7 +11,13 @@
 //! forward), the entropy's the training iteration, as in GVB's code. The domain BCE is GVB's own
 //! `−[y log(p + 1e-8) + (1 − y) log(1 − p + 1e-8)]`.
 //!
-//! Initialisation (networks/init.rs): backbone PyTorch defaults; classifier, bridge and every
+//! Image protocol (protocols.md, protocols-images.md §4): ResNet-50/101 (ImageNet weights) to
+//! 2048, no bottleneck, classifier and bridge 2048→C; source and target forwarded separately;
+//! Nesterov SGD with the inv schedule, learning rate x1 on the backbone and x10 on the classifier,
+//! bridge and discriminator.
+//!
+//! Initialisation (networks/init.rs): digits backbone PyTorch defaults (images: the ResNet from
+//! its ImageNet weights); classifier, bridge and every
 //! discriminator layer Kaiming-normal weights with zero biases (GVB's `init_weights`, which its
 //! code applies to exactly these layers).
 //!
@@ -20,14 +26,14 @@
 //! L2 = mean|b| (discriminator bridge). Total `trade_off·w1·L_transfer + w2·L_cls +
 //! gvbg·w1'·L_gvbg + |gvbd|·w2'·L_gvbd`.
 
-use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, DomainBce, LrSchedule, Sgd};
+use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, DomainBce, GroupMultipliers, GroupedSgd, LrSchedule, Sgd};
 use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
 use crate::networks::grl::{grl_coefficient, reverse_gradient};
 use crate::networks::named_variables;
 use crate::networks::heads::LinearClassifier;
 use crate::networks::init::{linear, LayerInit};
-use crate::networks::{Backbone, Dropout};
+use crate::networks::{Backbone, Dropout, ImageBackbone, NEW_LAYERS_GROUP};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
@@ -46,6 +52,23 @@ pub struct Config {
     pub gvbd_weight: f64,
     pub discriminator_hidden: i64,
     pub grl_max_iter: u64,
+    /// Source and target in one forward pass (digits, ours) or two (images, as GVB's code).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub joint_forward: bool,
+    /// The ResNet of the image protocol (absent on digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<ImageBackbone>,
+    /// Learning-rate / weight-decay multipliers of backbone and new layers (images: lr x1 / x10).
+    #[serde(default, skip_serializing_if = "GroupMultipliers::is_one")]
+    pub multipliers: GroupMultipliers,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The GVB discriminator with its bridge output.
@@ -90,22 +113,24 @@ pub struct Gvb {
     discriminator_forwards: u64,
     params: Parameters,
     scope: Scope,
-    opt_base: nn::Optimizer,
-    opt_disc: nn::Optimizer,
+    opt_base: GroupedSgd,
+    opt_disc: GroupedSgd,
 }
 
 impl Gvb {
     pub fn new(config: Config, setup: &Setup) -> Result<Self> {
-        let base = nn::VarStore::new(setup.device);
+        let mut base = nn::VarStore::new(setup.device);
         let disc = nn::VarStore::new(setup.device);
-        let backbone = Backbone::for_format(&(base.root() / "backbone"), setup.format, setup.dropout);
-        let classifier = LinearClassifier::new(&(base.root() / "classifier"), backbone.features(), setup.classes, LayerInit::KaimingNormal);
-        let bridge = LinearClassifier::new(&(base.root() / "bridge"), backbone.features(), setup.classes, LayerInit::KaimingNormal);
-        let discriminator = BridgedDiscriminator::new(&disc.root(), setup.classes, config.discriminator_hidden, setup.dropout);
+        let backbone = Backbone::build(&(base.root() / "backbone"), &setup.network, setup.dropout);
+        let new_layers = base.root().set_group(NEW_LAYERS_GROUP);
+        let classifier = LinearClassifier::new(&(&new_layers / "classifier"), backbone.features(), setup.classes, LayerInit::KaimingNormal);
+        let bridge = LinearClassifier::new(&(&new_layers / "bridge"), backbone.features(), setup.classes, LayerInit::KaimingNormal);
+        let discriminator = BridgedDiscriminator::new(&disc.root().set_group(NEW_LAYERS_GROUP), setup.classes, config.discriminator_hidden, setup.dropout);
+        Backbone::load_pretrained(&mut base, "backbone.", &setup.network)?;
         let params = Parameters::from_stores(&[("base", &base), ("disc", &disc)]);
         let scope = params.scope("base network", &["base/"])?;
-        let opt_base = config.sgd.build(&base)?;
-        let opt_disc = config.sgd.build(&disc)?;
+        let opt_base = config.sgd.build(&base, &config.multipliers)?;
+        let opt_disc = config.sgd.build(&disc, &config.multipliers)?;
         Ok(Gvb {
             config,
             iters_per_epoch: setup.iters_per_epoch,
@@ -136,7 +161,13 @@ impl UdaMethod for Gvb {
         self.opt_base.zero_grad();
         self.opt_disc.zero_grad();
         let ns = batch.source.size()[0];
-        let (logits, focal) = self.logits(&Tensor::cat(&[&batch.source, &batch.target], 0), true);
+        let (logits, focal) = if c.joint_forward {
+            self.logits(&Tensor::cat(&[&batch.source, &batch.target], 0), true)
+        } else {
+            let (ls, fs) = self.logits(&batch.source, true);
+            let (lt, ft) = self.logits(&batch.target, true);
+            (Tensor::cat(&[ls, lt], 0), Tensor::cat(&[fs, ft], 0))
+        };
         let probs = logits.softmax(1, Kind::Float);
         let cls = logits.narrow(0, 0, ns).cross_entropy_for_logits(&batch.labels);
         self.discriminator_forwards += 1;
@@ -167,5 +198,9 @@ impl UdaMethod for Gvb {
 
     fn state(&self) -> Vec<(String, Tensor)> {
         named_variables(&[("base", &self.stores.0), ("disc", &self.stores.1)])
+    }
+
+    fn learning_rates(&self) -> Vec<(String, f64)> {
+        [self.opt_base.learning_rates("base"), self.opt_disc.learning_rates("disc")].concat()
     }
 }

@@ -14,17 +14,22 @@
 //! type=bool was always on, so its "GH++" MCD runs actually ran GH; here the harmonizer is the one
 //! named in the run configuration.
 //!
+//! Image protocol (protocols-images.md §2): G = ResNet-50/101 from ImageNet weights (pooled to
+//! 2048; TLlib pools inside the heads, which is the same computation), heads of width 1024,
+//! batch 32 + 32 forwarded together, fixed learning rate 1e-3 for all (no multipliers).
+//!
 //! Initialisation (networks/init.rs): PyTorch defaults everywhere (TLL builds G and the heads with
-//! no init of their own).
+//! no init of their own); on images G starts from its ImageNet weights.
 
+use super::common::{GroupMultipliers, GroupedSgd, Sgd};
 use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
 use crate::networks::named_variables;
 use crate::networks::init::{batch_norm1d, linear, LayerInit};
-use crate::networks::{Backbone, Dropout};
+use crate::networks::{Backbone, Dropout, ImageBackbone};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module, ModuleT, OptimizerConfig};
+use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,6 +50,9 @@ pub struct Config {
     pub num_k: usize,
     /// Hidden width of F1 and F2.
     pub head_hidden: i64,
+    /// The ResNet of the image protocol (absent on digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<ImageBackbone>,
 }
 
 /// F1 / F2.
@@ -88,9 +96,9 @@ pub struct Mcd {
     f2: Head,
     params: Parameters,
     scope: Scope,
-    opt_g: nn::Optimizer,
-    opt_f1: nn::Optimizer,
-    opt_f2: nn::Optimizer,
+    opt_g: GroupedSgd,
+    opt_f1: GroupedSgd,
+    opt_f2: GroupedSgd,
 }
 
 /// Outputs of one forward pass over source and target together.
@@ -107,16 +115,18 @@ fn class_balance_entropy(probs: &Tensor) -> Tensor {
 
 impl Mcd {
     pub fn new(config: Config, setup: &Setup) -> Result<Self> {
-        let stores = [nn::VarStore::new(setup.device), nn::VarStore::new(setup.device), nn::VarStore::new(setup.device)];
-        let generator = Backbone::for_format(&stores[0].root(), setup.format, setup.dropout);
+        let mut stores = [nn::VarStore::new(setup.device), nn::VarStore::new(setup.device), nn::VarStore::new(setup.device)];
+        let generator = Backbone::build(&stores[0].root(), &setup.network, setup.dropout);
         let f1 = Head::new(&stores[1].root(), generator.features(), config.head_hidden, setup.classes, setup.dropout);
         let f2 = Head::new(&stores[2].root(), generator.features(), config.head_hidden, setup.classes, setup.dropout);
+        Backbone::load_pretrained(&mut stores[0], "", &setup.network)?;
         let params = Parameters::from_stores(&[("G", &stores[0]), ("F1", &stores[1]), ("F2", &stores[2])]);
         let scope = params.scope("generator", &["G/"])?;
-        let sgd = |momentum: f64| nn::Sgd { momentum, dampening: 0.0, wd: config.weight_decay, nesterov: false };
-        let opt_g = sgd(config.momentum_generator).build(&stores[0], config.lr)?;
-        let opt_f1 = sgd(config.momentum_heads).build(&stores[1], config.lr)?;
-        let opt_f2 = sgd(config.momentum_heads).build(&stores[2], config.lr)?;
+        let sgd = |momentum: f64| Sgd { lr: config.lr, momentum, weight_decay: config.weight_decay, nesterov: false };
+        let one = GroupMultipliers::default();
+        let opt_g = sgd(config.momentum_generator).build(&stores[0], &one)?;
+        let opt_f1 = sgd(config.momentum_heads).build(&stores[1], &one)?;
+        let opt_f2 = sgd(config.momentum_heads).build(&stores[2], &one)?;
         Ok(Mcd { config, stores, generator, f1, f2, params, scope, opt_g, opt_f1, opt_f2 })
     }
 
@@ -181,5 +191,9 @@ impl UdaMethod for Mcd {
 
     fn state(&self) -> Vec<(String, Tensor)> {
         named_variables(&[("G", &self.stores[0]), ("F1", &self.stores[1]), ("F2", &self.stores[2])])
+    }
+
+    fn learning_rates(&self) -> Vec<(String, f64)> {
+        [self.opt_g.learning_rates("G"), self.opt_f1.learning_rates("F1"), self.opt_f2.learning_rates("F2")].concat()
     }
 }

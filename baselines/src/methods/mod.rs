@@ -12,8 +12,7 @@ pub mod gvb;
 pub mod mcd;
 pub mod source_only;
 
-use crate::data::DigitsFormat;
-use crate::networks::Dropout;
+use crate::networks::{Dropout, ImageBackbone, Network};
 use crate::harmonizer::autograd::{backward_plain, backward_three_pass_reference, backward_two_pass, Parameters, StepLosses};
 use crate::harmonizer::{Harmonization, HarmonizationSummary, Harmonizer, Method as HarmonizerMethod};
 use anyhow::{bail, Result};
@@ -118,6 +117,17 @@ impl MethodConfig {
         }
     }
 
+    /// The ResNet backbone of an image protocol (None: the digits networks).
+    pub fn image_backbone(&self) -> Option<ImageBackbone> {
+        match self {
+            MethodConfig::SourceOnly(_) => None,
+            MethodConfig::Cdan(c) => c.backbone,
+            MethodConfig::Mcd(c) => c.backbone,
+            MethodConfig::Dwl(c) => c.backbone,
+            MethodConfig::Gvb(c) => c.backbone,
+        }
+    }
+
     /// Builds the method's networks and optimisers (initialised from torch's current seed).
     pub fn build(&self, setup: &Setup) -> Result<Box<dyn UdaMethod>> {
         Ok(match self {
@@ -131,10 +141,11 @@ impl MethodConfig {
 }
 
 /// What a method is built for.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Setup {
     pub device: Device,
-    pub format: DigitsFormat,
+    /// The feature extractor (digits network by input format, or a ResNet with its weights).
+    pub network: Network,
     pub classes: i64,
     /// DWL updates its balance weight per iteration when the source is SVHN.
     pub source_is_svhn: bool,
@@ -168,10 +179,20 @@ pub trait UdaMethod {
         Ok(Vec::new())
     }
 
+    /// Whether [`UdaMethod::end_epoch`] uses its samples (drawing them costs a pass over up to
+    /// 1000 images per domain, which only DWL needs).
+    fn needs_epoch_samples(&self) -> bool {
+        false
+    }
+
     /// Every tensor that determines the method's next step, by name: all variables of its stores
     /// as `<store>/<variable path>` (parameters and batch-norm running statistics) and fixed
     /// tensors such as CDAN's random matrices. Optimiser state is not included.
     fn state(&self) -> Vec<(String, Tensor)>;
+
+    /// The learning rate each trainable variable's optimiser group was last given, by the same
+    /// names as [`UdaMethod::state`] (parameter groups and their multipliers, checked by tests).
+    fn learning_rates(&self) -> Vec<(String, f64)>;
 }
 
 /// The harmonizer and the bookkeeping of one training iteration.

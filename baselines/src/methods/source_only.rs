@@ -1,7 +1,7 @@
 //! Source only: the backbone and a linear classifier trained on labelled source data. No
 //! adaptation, nothing to harmonize; the lower bound every baseline is compared with.
 
-use super::common::{apply_schedule, LrSchedule, Sgd};
+use super::common::{apply_schedule, GroupMultipliers, GroupedSgd, LrSchedule, Sgd};
 use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::networks::named_variables;
 use crate::networks::heads::LinearClassifier;
@@ -26,15 +26,15 @@ pub struct SourceOnly {
     iters_per_epoch: u64,
     backbone: Backbone,
     classifier: LinearClassifier,
-    opt: nn::Optimizer,
+    opt: GroupedSgd,
 }
 
 impl SourceOnly {
     pub fn new(config: Config, setup: &Setup) -> Result<Self> {
         let vs = nn::VarStore::new(setup.device);
-        let backbone = Backbone::for_format(&(vs.root() / "backbone"), setup.format, setup.dropout);
+        let backbone = Backbone::build(&(vs.root() / "backbone"), &setup.network, setup.dropout);
         let classifier = LinearClassifier::new(&(vs.root() / "classifier"), backbone.features(), setup.classes, LayerInit::PyTorchDefault);
-        let opt = config.sgd.build(&vs)?;
+        let opt = config.sgd.build(&vs, &GroupMultipliers::default())?;
         Ok(SourceOnly { config, vs, iters_per_epoch: setup.iters_per_epoch, backbone, classifier, opt })
     }
 }
@@ -57,5 +57,9 @@ impl UdaMethod for SourceOnly {
 
     fn state(&self) -> Vec<(String, Tensor)> {
         named_variables(&[("model", &self.vs)])
+    }
+
+    fn learning_rates(&self) -> Vec<(String, f64)> {
+        self.opt.learning_rates("model")
     }
 }

@@ -1,4 +1,5 @@
-//! Networks of the digits protocol and the heads the baselines put on them. Heads used by one
+//! Networks of the digits protocol, torchvision's ResNets of the image protocols, and the heads the
+//! baselines put on them. Heads used by one
 //! baseline only live in that baseline's file (baselines/src/methods/). Every layer is built
 //! through [`init`], which initialises it as the reference code does.
 
@@ -10,8 +11,44 @@ pub mod lenet;
 pub mod resnet;
 
 use crate::data::DigitsFormat;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
+
+/// Optimiser parameter group of a pretrained backbone (learning-rate multiplier 1 in CDAN / GVB).
+pub const BACKBONE_GROUP: usize = 0;
+/// Optimiser parameter group of layers trained from scratch (multiplier 10 in CDAN / GVB).
+pub const NEW_LAYERS_GROUP: usize = 1;
+
+/// The backbone of an image protocol, as a method configuration names it:
+/// `backbone = { network = "resnet50", pretrained = true }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageBackbone {
+    pub network: resnet::Depth,
+    /// Start from the ImageNet-1K weights (the paper); false: torchvision's random initialisation
+    /// (tests, and runs on your own data without the weights).
+    pub pretrained: bool,
+}
+
+/// What a method's feature extractor is built as.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Network {
+    /// LeNet or DTN, by the digits task's input format.
+    Digits(DigitsFormat),
+    /// A torchvision ResNet; `weights` is the safetensors file to start from when the backbone is
+    /// pretrained.
+    Image { backbone: ImageBackbone, weights: Option<PathBuf> },
+}
+
+impl Network {
+    /// Whether the image protocol's heads apply (a ResNet backbone).
+    pub fn is_image(&self) -> bool {
+        matches!(self, Network::Image { .. })
+    }
+}
 
 /// Every variable of several stores, named `<label>/<variable path>` (from the harmonizer crate,
 /// which names the parameters it harmonizes the same way).
@@ -45,14 +82,39 @@ impl Dropout {
     }
 }
 
-/// The feature extractor of a digits task: LeNet at 28×28 grey, DTN at 32×32 RGB.
+/// The feature extractor: LeNet at 28×28 grey, DTN at 32×32 RGB, or a ResNet on images.
 #[derive(Debug)]
 pub enum Backbone {
     LeNet(lenet::LeNet),
     Dtn(dtn::Dtn),
+    ResNet(resnet::ResNet),
 }
 
 impl Backbone {
+    /// Builds the backbone of `network` under `p` (in `p`'s optimiser group).
+    pub fn build(p: &nn::Path, network: &Network, dropout: Dropout) -> Backbone {
+        match network {
+            Network::Digits(format) => Backbone::for_format(p, *format, dropout),
+            Network::Image { backbone, .. } => Backbone::ResNet(resnet::ResNet::new(p, backbone.network)),
+        }
+    }
+
+    /// Copies the pretrained weights into the backbone's variables (those of `vs` under
+    /// `prefix`, e.g. "backbone."), strictly; nothing to do for digits or unpretrained backbones.
+    pub fn load_pretrained(vs: &mut nn::VarStore, prefix: &str, network: &Network) -> Result<()> {
+        match network {
+            Network::Image { backbone, weights } if backbone.pretrained => match weights {
+                Some(path) => resnet::load_strict(vs, prefix, path),
+                None => bail!(
+                    "the {} backbone is pretrained but no weights file was given (fetch it with `data-fetch fetch {}`)",
+                    backbone.network.name(),
+                    backbone.network.name()
+                ),
+            },
+            _ => Ok(()),
+        }
+    }
+
     pub fn for_format(p: &nn::Path, format: DigitsFormat, dropout: Dropout) -> Backbone {
         match format {
             DigitsFormat::Grey28 => Backbone::LeNet(lenet::LeNet::new(p, dropout)),
@@ -64,6 +126,7 @@ impl Backbone {
         match self {
             Backbone::LeNet(_) => lenet::LeNet::FEATURES,
             Backbone::Dtn(_) => dtn::Dtn::FEATURES,
+            Backbone::ResNet(_) => resnet::ResNet::FEATURES,
         }
     }
 }
@@ -73,6 +136,7 @@ impl ModuleT for Backbone {
         match self {
             Backbone::LeNet(n) => n.forward_t(xs, train),
             Backbone::Dtn(n) => n.forward_t(xs, train),
+            Backbone::ResNet(n) => n.forward_t(xs, train),
         }
     }
 }

@@ -12,13 +12,30 @@ use std::path::Path;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Depth {
     Resnet50,
     Resnet101,
 }
 
 impl Depth {
+    pub fn name(self) -> &'static str {
+        match self {
+            Depth::Resnet50 => "resnet50",
+            Depth::Resnet101 => "resnet101",
+        }
+    }
+
+    /// The ImageNet-1K weights as data-fetch lays them out: torchvision's V1 weights in timm's
+    /// safetensors copy (`<data root>/<name>/<name>.tv_in1k.safetensors`). torchvision's own
+    /// `.pth` files are Python pickles, which libtorch's reader cannot load
+    /// (`Tensor::loadz_multi` fails with "isGenericDict() INTERNAL ASSERT FAILED"); nothing is
+    /// converted behind the user's back.
+    pub fn imagenet_weights(self, data_root: &Path) -> std::path::PathBuf {
+        data_root.join(self.name()).join(format!("{}.tv_in1k.safetensors", self.name()))
+    }
+
     fn blocks(self) -> [i64; 4] {
         match self {
             Depth::Resnet50 => [3, 4, 6, 3],

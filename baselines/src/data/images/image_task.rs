@@ -5,9 +5,9 @@ use super::benchmarks::Role;
 use super::decoded_cache::{CacheMode, DecodedCache};
 use super::image_list::ImageList;
 use super::pipeline::{FileSet, PipelineOptions};
-use super::task::{OwnData, Task};
+use crate::data::task::{OwnData, Task};
 use super::transform::ImageInput;
-use super::{Samples, TaskData};
+use crate::data::{Samples, TaskData};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -127,5 +127,6 @@ pub fn load_image_task(root: &Path, task: &Task, input: &ImageInput, options: &L
         target_test: Samples::Files(test_set),
         classes,
         deviations: notes,
+        weights_root: Some(root.to_path_buf()),
     })
 }
