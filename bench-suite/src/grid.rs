@@ -181,10 +181,14 @@ fn run_spec(
     stand_ins: &SplitStandIns,
 ) -> Result<(RunSpec, Vec<String>)> {
     let parsed = baselines::data::Task::for_protocol(dataset, task)?;
-    let Some(task_spec) = parsed.digits() else {
-        bail!("{dataset} needs the ImageNet-pretrained ResNet / ViT backbones and image protocols, which this build does not have yet");
-    };
     let method = MethodName::parse(baseline).map_err(|_| anyhow::anyhow!("baseline '{baseline}' is not implemented yet"))?;
+    let images = match &parsed {
+        baselines::data::Task::Benchmark { benchmark, source, target } => {
+            let name = |i: usize| benchmark.domains()[i].name;
+            Some(protocol.image_input(dataset, method, name(*source), name(*target))?)
+        }
+        _ => None,
+    };
     let paper_config = protocol.method_config(dataset, method, Some(task))?;
     let paper_schedule = protocol.schedule(dataset, method)?;
     let mut deviations = Vec::new();
@@ -209,14 +213,13 @@ fn run_spec(
             schedule.iterations, schedule.eval_every, paper_schedule.iterations, paper_schedule.eval_every
         ));
     }
-    let stand_ins: SplitStandIns = stand_ins
-        .iter()
-        .filter(|(d, _)| **d == task_spec.source || **d == task_spec.target)
-        .map(|(d, s)| (*d, *s))
-        .collect();
+    let stand_ins: SplitStandIns = match parsed.digits() {
+        Some(t) => stand_ins.iter().filter(|(d, _)| **d == t.source || **d == t.target).map(|(d, s)| (*d, *s)).collect(),
+        None => SplitStandIns::new(),
+    };
     let spec = RunSpec {
-        task: task_spec.into(),
-        images: None,
+        task: parsed,
+        images,
         seed,
         method: config,
         harmonizer,

@@ -4,6 +4,7 @@
 pub mod execute;
 pub mod grid;
 pub mod input_bench;
+pub mod iteration_bench;
 pub mod protocol;
 pub mod runner;
 pub mod step_bench;

@@ -48,7 +48,7 @@ enum BackwardArg {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train and evaluate one baseline on one digits task; writes a JSON-lines run record
+    /// Train and evaluate one baseline on one task (digits, benchmark or your own images); writes a JSON-lines run record
     RunOne {
         /// source-only, cdan, mcd, dwl or gvb
         #[arg(long)]
@@ -68,12 +68,16 @@ enum Command {
         /// A digits task (mnist-usps / M-U, usps-mnist, svhn-mnist), a benchmark task
         /// (office31:A-W, officehome:Ar-Cl, visda2017:Syn-Real, domainnet:clp-inf), or your own
         /// data: folder:PATH_A->PATH_B (two folders of class subfolders with the same class names)
-        /// or list:FILE_A->FILE_B (two '<path> <label>' image lists). Image tasks use the
-        /// method's digits hyperparameters until the image protocols arrive (recorded).
+        /// or list:FILE_A->FILE_B (two '<path> <label>' image lists)
         #[arg(long)]
         task: String,
-        /// Image tasks: resize side / crop side. 32-pixel crops train the DTN; 224 needs the
-        /// ImageNet ResNets (not in this build yet)
+        /// Whose protocol (hyperparameters, schedule, transforms) to run: digits, office31,
+        /// officehome, visda2017 or domainnet. Default: the task's own; for your own data,
+        /// office31's (ResNet-50 image protocol), or digits' (DTN) with 32-pixel crops
+        #[arg(long, value_name = "DATASET")]
+        protocol_of: Option<String>,
+        /// Image tasks: resize side / crop side (the image protocols: 256/224). 32-pixel crops of
+        /// your own data train the DTN of the digits protocol
         #[arg(long, value_name = "RESIZE/CROP", default_value = "256/224")]
         image_size: String,
         /// Image tasks: decoding threads (default: all cores)
@@ -182,6 +186,32 @@ enum Command {
         steps: usize,
         #[arg(long, default_value_t = 0)]
         seed: i64,
+    },
+    /// Time whole training iterations of the CNN baselines' image protocols (their real steps,
+    /// random ResNet weights and random images: no data needed)
+    BenchIteration {
+        /// auto (CUDA if available), cpu, cuda or cuda:N
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Whose image protocol: office31, officehome (ResNet-50), visda2017, domainnet (ResNet-101)
+        #[arg(long, default_value = "office31")]
+        dataset: String,
+        /// Baselines, comma-separated
+        #[arg(long, value_delimiter = ',', default_value = "cdan,gvb,mcd,dwl")]
+        baselines: Vec<String>,
+        /// Harmonizers, comma-separated (none, gh, gh++)
+        #[arg(long, value_delimiter = ',', default_value = "none,gh++")]
+        harmonizers: Vec<String>,
+        /// Images per domain (default: the protocol's, 36 for CDAN / GVB, 32 for MCD / DWL)
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Image side (224 in the protocols)
+        #[arg(long, default_value_t = 224)]
+        image_side: i64,
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        #[arg(long, default_value_t = 1)]
+        iterations: usize,
     },
     /// List a profile's cells: which are done, which are pending, estimated cost
     Plan {
@@ -313,6 +343,12 @@ fn fetch_for_profile(protocol: &Protocol, profile: &str, data_root: &std::path::
                     names.push(d.name().to_owned());
                 }
             }
+            if let baselines::data::Task::Benchmark { benchmark, .. } = spec.task {
+                names.push(benchmark.name().to_owned());
+            }
+            if let Some(b) = spec.method.image_backbone().filter(|b| b.pretrained) {
+                names.push(b.network.name().to_owned());
+            }
         }
     }
     names.sort();
@@ -383,18 +419,40 @@ fn load_protocol(path: &Option<PathBuf>) -> Result<Protocol> {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::RunOne {
-            method, harmonizer, alpha, rule, outside_scope, task, image_size, workers, prefetch, cache, cache_dir, seed, iters,
+            method, harmonizer, alpha, rule, outside_scope, task, protocol_of, image_size, workers, prefetch, cache, cache_dir, seed, iters,
             eval_every, iters_per_epoch, telemetry_every, splits, sets, data_root, device, backward, out, quiet,
         } => {
             let protocol = load_protocol(&cli.protocol)?;
             let method = MethodName::parse(&method)?;
             let task = Task::parse(&task)?;
-            let images = match task {
+            let size = match task {
                 Task::Digits(_) => None,
                 _ => Some(ImageInput::parse_size(&image_size).context("--image-size")?),
             };
-            let task_id = task.digits().map(|t| t.id());
-            let mut config = protocol.method_config("digits", method, task_id.as_deref())?;
+            let (own_dataset, task_id) = match &task {
+                Task::Digits(t) => ("digits", Some(t.id())),
+                Task::Benchmark { benchmark, source, target } => {
+                    let d = benchmark.domains();
+                    (benchmark.name(), Some(format!("{}-{}", d[*source].id, d[*target].id)))
+                }
+                Task::Own { .. } => (if size.is_some_and(|s| s.crop == 32) { "digits" } else { "office31" }, None),
+            };
+            let dataset = protocol_of.unwrap_or_else(|| own_dataset.to_owned());
+            anyhow::ensure!(protocol.datasets.contains_key(&dataset), "--protocol-of {dataset}: not a dataset of the protocol ({})", protocol.datasets.keys().cloned().collect::<Vec<_>>().join(", "));
+            anyhow::ensure!(task.digits().is_none() || dataset == "digits", "digits tasks run the digits protocol (--protocol-of {dataset} was given)");
+            // Per-task overrides apply when the task is one of that dataset's.
+            let task_id = task_id.filter(|t| dataset == own_dataset && protocol.datasets[&dataset].tasks.contains(t));
+            let images = match (&task, size) {
+                (Task::Benchmark { benchmark, source, target }, Some(size)) if dataset != "digits" => {
+                    let d = benchmark.domains();
+                    Some(ImageInput { resize: size.resize, crop: size.crop, ..protocol.image_input(&dataset, method, d[*source].name, d[*target].name)? })
+                }
+                (Task::Own { .. }, Some(size)) if dataset != "digits" => {
+                    Some(ImageInput { resize: size.resize, crop: size.crop, ..protocol.image_input(&dataset, method, "source", "target")? })
+                }
+                (_, size) => size,
+            };
+            let mut config = protocol.method_config(&dataset, method, task_id.as_deref())?;
             if !sets.is_empty() {
                 let mut table = toml::Table::new();
                 for s in &sets {
@@ -406,7 +464,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 config = override_config(&config, &table).context("--set")?;
             }
-            let mut schedule = protocol.schedule("digits", method)?;
+            let mut schedule = protocol.schedule(&dataset, method)?;
             if let Some(n) = iters {
                 schedule.iterations = n;
                 schedule.eval_every = schedule.eval_every.min(n);
@@ -464,7 +522,7 @@ fn run(cli: Cli) -> Result<()> {
                 options.cache_progress = Some(cache_progress_bar());
             }
             if images.is_some() {
-                eprintln!("run-one: image task: {}'s digits hyperparameters and schedule (the image protocols are not in this build yet)", method.name());
+                eprintln!("run-one: image task: {}'s {dataset} protocol (hyperparameters, schedule, transforms)", method.name());
             }
             let data = execute::load_data(&spec, &data_root, &options, device)?;
             for d in baselines::train::deviations(&spec, &data) {
@@ -525,6 +583,24 @@ fn run(cli: Cli) -> Result<()> {
             };
             let result = step_bench::run(&config)?;
             print!("{}", step_bench::render(&config, &result));
+            Ok(())
+        }
+        Command::BenchIteration { device, dataset, baselines: names, harmonizers, batch, image_side, warmup, iterations } => {
+            let protocol = load_protocol(&cli.protocol)?;
+            anyhow::ensure!(image_side >= 32, "--image-side must be at least 32");
+            anyhow::ensure!(protocol.datasets.contains_key(&dataset), "unknown dataset '{dataset}'");
+            let config = bench_suite::iteration_bench::IterationBenchConfig {
+                device: baselines::device::select(&device)?,
+                dataset,
+                baselines: names.iter().map(|b| baselines::methods::MethodName::parse(b)).collect::<anyhow::Result<_>>()?,
+                harmonizers: harmonizers.iter().map(|h| Ok(Harmonizer::new(h.parse::<Method>()?, Harmonizer::DEFAULT_ALPHA, GhppRule::Released)?)).collect::<anyhow::Result<_>>()?,
+                batch,
+                image_side,
+                warmup,
+                iterations,
+            };
+            let timings = bench_suite::iteration_bench::run(&protocol, &config)?;
+            print!("{}", bench_suite::iteration_bench::render(&config, &timings));
             Ok(())
         }
         Command::Plan { grid } => {

@@ -2,6 +2,7 @@
 //! tasks, baselines, harmonizers, seeds, hyperparameters, schedules and profiles.
 
 use anyhow::{bail, Context, Result};
+use baselines::data::transform::{ImageInput, ResizeFilter, TrainCrop};
 use baselines::methods::{MethodConfig, MethodName};
 use baselines::train::Schedule;
 use serde::Deserialize;
@@ -35,6 +36,32 @@ struct ProtocolFile {
     /// Seconds per 100 iterations per baseline, by device kind ("cpu", "cuda").
     #[serde(default)]
     cost: BTreeMap<String, BTreeMap<String, f64>>,
+    /// The same for the image protocols, by device kind and backbone.
+    #[serde(default)]
+    backbone_cost: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>,
+    /// The image transforms of each baseline's image protocol.
+    #[serde(default)]
+    input: BTreeMap<String, InputEntry>,
+}
+
+/// An `[input.<baseline>]` entry: how the baseline's code resizes and crops images.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputEntry {
+    pub resize_filter: ResizeFilter,
+    pub train_crop: TrainCrop,
+    /// Domains whose training loaders use RandomResizedCrop instead (CDAN: webcam, dslr).
+    #[serde(default)]
+    pub random_resized_crop_domains: Vec<String>,
+    /// Per-dataset overrides of the training crop.
+    #[serde(default)]
+    pub datasets: BTreeMap<String, DatasetInput>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInput {
+    pub train_crop: TrainCrop,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +75,8 @@ pub struct Protocol {
     schedule: BTreeMap<String, BTreeMap<String, Schedule>>,
     pub profiles: BTreeMap<String, crate::grid::ProfileEntry>,
     pub cost: BTreeMap<String, BTreeMap<String, f64>>,
+    pub backbone_cost: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>,
+    input: BTreeMap<String, InputEntry>,
 }
 
 impl Protocol {
@@ -75,6 +104,8 @@ impl Protocol {
             schedule: f.schedule,
             profiles: f.profiles,
             cost: f.cost,
+            backbone_cost: f.backbone_cost,
+            input: f.input,
         };
         p.validate().with_context(|| format!("{origin}: invalid protocol"))?;
         Ok(p)
@@ -132,6 +163,27 @@ impl Protocol {
                 MethodName::parse(b).with_context(|| format!("cost.{device}.{b}"))?;
             }
         }
+        for (device, backbones) in &self.backbone_cost {
+            if !["cpu", "cuda"].contains(&device.as_str()) {
+                bail!("backbone_cost.{device}: expected backbone_cost.cpu or backbone_cost.cuda");
+            }
+            for (backbone, costs) in backbones {
+                if !["resnet50", "resnet101"].contains(&backbone.as_str()) {
+                    bail!("backbone_cost.{device}.{backbone}: expected resnet50 or resnet101");
+                }
+                for b in costs.keys() {
+                    MethodName::parse(b).with_context(|| format!("backbone_cost.{device}.{backbone}.{b}"))?;
+                }
+            }
+        }
+        for (method, entry) in &self.input {
+            MethodName::parse(method).with_context(|| format!("input.{method}"))?;
+            for d in entry.datasets.keys() {
+                if !self.datasets.contains_key(d) {
+                    bail!("input.{method}.datasets.{d}: unknown dataset");
+                }
+            }
+        }
         for (name, profile) in &self.profiles {
             profile.validate(self).with_context(|| format!("profiles.{name}"))?;
         }
@@ -165,6 +217,21 @@ impl Protocol {
         }
         table.insert("method".into(), toml::Value::String(method.name().into()));
         toml::Value::Table(table).try_into::<MethodConfig>().map_err(|e| anyhow::anyhow!("{at}{}: {e}", task.map(|t| format!(" (task {t})")).unwrap_or_default()))
+    }
+
+    /// The image transforms of `method` on a task of `dataset` from domain `source` to `target`
+    /// (domain names as the readers know them), at 256 / 224.
+    pub fn image_input(&self, dataset: &str, method: MethodName, source: &str, target: &str) -> Result<ImageInput> {
+        let entry = self.input.get(method.name()).with_context(|| format!("{}: no [input.{}] (image transforms of {})", self.origin, method.name(), method.name()))?;
+        let default = entry.datasets.get(dataset).map(|d| d.train_crop).unwrap_or(entry.train_crop);
+        let crop_of = |domain: &str| {
+            if entry.random_resized_crop_domains.iter().any(|d| d == domain) {
+                TrainCrop::RandomResizedCrop
+            } else {
+                default
+            }
+        };
+        Ok(ImageInput { resize_filter: entry.resize_filter, source_crop: crop_of(source), target_crop: crop_of(target), ..ImageInput::PAPER })
     }
 
     pub fn schedule(&self, dataset: &str, method: MethodName) -> Result<Schedule> {
@@ -201,6 +268,37 @@ mod tests {
         let wrong = EMBEDDED.replace("Rw = \"Real World\"", "Rw = \"Real_World\"");
         let err = format!("{:#}", Protocol::parse(&wrong, "p.toml").unwrap_err());
         assert!(err.contains("Rw is Real World"), "{err}");
+    }
+
+    #[test]
+    fn image_inputs_follow_each_baselines_code() {
+        let p = Protocol::embedded().unwrap();
+        let cdan = p.image_input("office31", MethodName::Cdan, "amazon", "webcam").unwrap();
+        assert_eq!((cdan.source_crop, cdan.target_crop, cdan.resize_filter), (TrainCrop::RandomCrop, TrainCrop::RandomResizedCrop, ResizeFilter::Bilinear));
+        assert_eq!((cdan.resize, cdan.crop), (256, 224));
+        let mcd = p.image_input("visda2017", MethodName::Mcd, "train", "validation").unwrap();
+        assert_eq!((mcd.source_crop, mcd.resize_filter), (TrainCrop::CenterCrop, ResizeFilter::Bicubic));
+        assert_eq!(p.image_input("office31", MethodName::Mcd, "amazon", "webcam").unwrap().source_crop, TrainCrop::RandomResizedCrop);
+        assert_eq!(p.image_input("office31", MethodName::Gvb, "dslr", "amazon").unwrap().source_crop, TrainCrop::RandomCrop);
+    }
+
+    #[test]
+    fn image_protocols_carry_their_learning_rates_backbones_and_multipliers() {
+        let p = Protocol::embedded().unwrap();
+        let lr = |dataset, method, task| match p.method_config(dataset, method, Some(task)).unwrap() {
+            MethodConfig::Cdan(c) => (c.sgd.lr, c.backbone.unwrap().network.name(), c.multipliers.lr.new_layers),
+            MethodConfig::Gvb(c) => (c.sgd.lr, c.backbone.unwrap().network.name(), c.multipliers.lr.new_layers),
+            MethodConfig::Mcd(c) => (c.lr, c.backbone.unwrap().network.name(), 1.0),
+            MethodConfig::Dwl(c) => (c.lr, c.backbone.unwrap().network.name(), 1.0),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(lr("office31", MethodName::Cdan, "A-W"), (0.001, "resnet50", 10.0));
+        assert_eq!(lr("office31", MethodName::Cdan, "A-D"), (0.0003, "resnet50", 10.0));
+        assert_eq!(lr("office31", MethodName::Gvb, "A-W"), (0.0003, "resnet50", 10.0));
+        assert_eq!(lr("office31", MethodName::Gvb, "D-A"), (0.001, "resnet50", 10.0));
+        assert_eq!(lr("visda2017", MethodName::Cdan, "Syn-Real"), (0.0003, "resnet101", 10.0));
+        assert_eq!(lr("domainnet", MethodName::Mcd, "clp-skt"), (0.001, "resnet101", 1.0));
+        assert_eq!(lr("officehome", MethodName::Dwl, "Ar-Cl"), (0.001, "resnet50", 1.0));
     }
 
     #[test]

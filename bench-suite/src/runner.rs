@@ -87,6 +87,8 @@ pub struct PlannedCell {
     pub state: CellState,
     /// Estimated training seconds (None: no cost model for this baseline on this device).
     pub estimate: Option<f64>,
+    /// Whether the estimate comes from finished cells (else from the protocol's prior).
+    pub measured: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +97,8 @@ pub struct Plan {
     pub cells: Vec<PlannedCell>,
     /// Where the estimates come from.
     pub cost_note: String,
+    /// The device kind the estimates are for ("cpu", "cuda").
+    pub device_kind: String,
 }
 
 impl Plan {
@@ -145,7 +149,9 @@ impl Runs {
     }
 
     /// Summaries of every finished cell (for cost estimates).
-    fn done_summaries(&self) -> Vec<(CellInfo, RunSummary)> {
+    /// Summaries of the finished cells that ran on `device_kind` ("cpu" or "cuda", read from the
+    /// device recorded in each run's first line).
+    fn done_summaries(&self, device_kind: &str) -> Vec<(CellInfo, RunSummary)> {
         let Ok(entries) = fs::read_dir(self.cells_dir()) else { return Vec::new() };
         entries
             .flatten()
@@ -153,7 +159,10 @@ impl Runs {
             .filter_map(|e| {
                 let info: CellInfo = serde_json::from_str(&fs::read_to_string(e.path().join("cell.json")).ok()?).ok()?;
                 let summary: RunSummary = serde_json::from_str(&fs::read_to_string(e.path().join("done")).ok()?).ok()?;
-                Some((info, summary))
+                let record = fs::read_to_string(e.path().join("run.jsonl")).ok()?;
+                let first: serde_json::Value = serde_json::from_str(record.lines().next()?).ok()?;
+                let device = first.get("context")?.get("device")?.as_str()?;
+                device.starts_with(device_kind).then_some((info, summary))
             })
             .collect()
     }
@@ -184,21 +193,28 @@ impl Runs {
     }
 }
 
-/// Seconds per 100 iterations for `baseline` on `device_kind`: the mean of finished cells with the
-/// same baseline, harmonizer family and batch, else the profile's prior, else the protocol's.
-fn cost_per_100(protocol: &Protocol, profile: &str, device_kind: &str, info: &CellInfo, measured: &[(CellInfo, RunSummary)]) -> Option<f64> {
+/// Seconds per 100 iterations of a cell on `device_kind`, and whether measured: the mean of
+/// finished cells with the same baseline, harmonizer family, batch, backbone and input size, else
+/// the profile's prior (CPU), else the protocol's prior (by backbone for the image protocols).
+fn cost_per_100(protocol: &Protocol, profile: &str, device_kind: &str, info: &CellInfo, measured: &[(CellInfo, RunSummary)]) -> Option<(f64, bool)> {
     let spec = info.spec.as_ref();
+    let backbone = spec.and_then(|s| s.method.image_backbone()).map(|b| b.network);
     let same: Vec<f64> = measured
         .iter()
         .filter(|(i, _)| {
             i.baseline == info.baseline
                 && i.harmonizer.split('(').next() == info.harmonizer.split('(').next()
                 && i.spec.as_ref().map(|s| s.method.batch()) == spec.map(|s| s.method.batch())
+                && i.spec.as_ref().and_then(|s| s.method.image_backbone()).map(|b| b.network) == backbone
+                && i.spec.as_ref().and_then(|s| s.images).map(|i| i.crop) == spec.and_then(|s| s.images).map(|i| i.crop)
         })
         .map(|(_, s)| s.seconds_per_100_steps)
         .collect();
     if !same.is_empty() {
-        return Some(same.iter().sum::<f64>() / same.len() as f64);
+        return Some((same.iter().sum::<f64>() / same.len() as f64, true));
+    }
+    if let Some(b) = backbone {
+        return protocol.backbone_cost.get(device_kind).and_then(|c| c.get(b.name())).and_then(|c| c.get(&info.baseline)).map(|c| (*c, false));
     }
     protocol
         .profiles
@@ -206,7 +222,7 @@ fn cost_per_100(protocol: &Protocol, profile: &str, device_kind: &str, info: &Ce
         .and_then(|p| p.cost.get(&info.baseline))
         .filter(|_| device_kind == "cpu")
         .or_else(|| protocol.cost.get(device_kind).and_then(|c| c.get(&info.baseline)))
-        .copied()
+        .map(|c| (*c, false))
 }
 
 pub fn plan(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, drop_stand_ins: bool) -> Result<Plan> {
@@ -218,8 +234,10 @@ pub fn plan(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, dro
             }
         }
     }
-    let device_kind = if device.is_cuda() { "cuda" } else { "cpu" };
-    let measured = runs.done_summaries();
+    // A profile that needs CUDA is estimated for CUDA wherever it is planned.
+    let requires_cuda = protocol.profiles.get(profile).is_some_and(|p| p.requires_cuda);
+    let device_kind = if device.is_cuda() || requires_cuda { "cuda" } else { "cpu" };
+    let measured = runs.done_summaries(device_kind);
     let mut planned = Vec::with_capacity(cells.len());
     for cell in &cells {
         let info = CellInfo::from_cell(cell);
@@ -234,16 +252,17 @@ pub fn plan(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, dro
         };
         let per_100 = cost_per_100(protocol, profile, device_kind, &info, &measured);
         let estimate = match (&info.spec, per_100) {
-            (Some(spec), Some(c)) => Some(spec.schedule.iterations as f64 / 100.0 * c + 2.0),
+            (Some(spec), Some((c, _))) => Some(spec.schedule.iterations as f64 / 100.0 * c + 2.0),
             _ => None,
         };
-        planned.push(PlannedCell { info, state, estimate });
+        planned.push(PlannedCell { info, state, estimate, measured: per_100.is_some_and(|(_, m)| m) });
     }
     let cost_note = format!(
-        "estimates: seconds per 100 iterations from {} finished cell(s) of the same baseline and batch where available, else the protocol's {device_kind} prior",
+        "estimates for {device_kind}: seconds per 100 iterations from {} finished cell(s) of the same baseline, batch and backbone where available, \
+         else the protocol's {device_kind} prior (marked \"prior\": not yet measured)",
         measured.len()
     );
-    Ok(Plan { profile: profile.to_owned(), cells: planned, cost_note })
+    Ok(Plan { profile: profile.to_owned(), cells: planned, cost_note, device_kind: device_kind.to_owned() })
 }
 
 /// `i/n` with 1 ≤ i ≤ n: this process runs cells k (0-based, in plan order) with k mod n = i − 1.
@@ -385,8 +404,31 @@ pub fn render_plan(plan: &Plan, runs: &Runs, shard: Option<(usize, usize)>) -> S
     if let Some((i, n)) = shard {
         out.push_str(&format!("  shard {i}/{n}: cells k with k mod {n} = {}\n", i - 1));
     }
+    out.push_str(&format!("\n{:<12} {:>6} {:>9} {:>6} {:>8} {:>16}\n", "dataset", "cells", "runnable", "done", "pending", format!("est. {} hours", plan.device_kind)));
+    let mut datasets: Vec<&str> = Vec::new();
+    for c in &plan.cells {
+        if !datasets.contains(&c.info.dataset.as_str()) {
+            datasets.push(&c.info.dataset);
+        }
+    }
+    for d in datasets {
+        let of: Vec<&PlannedCell> = plan.cells.iter().filter(|c| c.info.dataset == d).collect();
+        let pending: Vec<&&PlannedCell> = of.iter().filter(|c| matches!(c.state, CellState::Pending | CellState::Failed(_))).collect();
+        let hours: f64 = pending.iter().filter_map(|c| c.estimate).sum::<f64>() / 3600.0;
+        let priors = pending.iter().any(|c| c.estimate.is_some() && !c.measured);
+        let unknown = pending.iter().filter(|c| c.estimate.is_none()).count();
+        out.push_str(&format!(
+            "{:<12} {:>6} {:>9} {:>6} {:>8} {:>16}\n",
+            d,
+            of.len(),
+            of.iter().filter(|c| !matches!(c.state, CellState::Unsupported(_))).count(),
+            of.iter().filter(|c| c.state == CellState::Done).count(),
+            pending.len(),
+            format!("{hours:.1}{}{}", if priors { " (prior)" } else { "" }, if unknown > 0 { format!(" +{unknown}?") } else { String::new() })
+        ));
+    }
     let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
-    out.push_str(&format!("\n{:<6} {:<18} {:<10} {:<35} {:>4} {:>10}  {}\n", "state", "task", "baseline", "harmonizer", "seed", "estimate", "hash"));
+    out.push_str(&format!("\n{:<6} {:<18} {:<10} {:<35} {:>4} {:>18}  {}\n", "state", "task", "baseline", "harmonizer", "seed", "estimate", "hash"));
     for (k, c) in plan.cells.iter().enumerate() {
         if let CellState::Unsupported(why) = &c.state {
             *unsupported.entry(why.clone()).or_default() += 1;
@@ -402,13 +444,13 @@ pub fn render_plan(plan: &Plan, runs: &Runs, shard: Option<(usize, usize)>) -> S
             CellState::Unsupported(_) => unreachable!(),
         };
         out.push_str(&format!(
-            "{:<6} {:<18} {:<10} {:<35} {:>4} {:>10}  {}\n",
+            "{:<6} {:<18} {:<10} {:<35} {:>4} {:>18}  {}\n",
             state,
             format!("{}/{}", c.info.dataset, c.info.task),
             c.info.baseline,
             c.info.harmonizer,
             c.info.seed,
-            c.estimate.map(human_duration).unwrap_or_else(|| "?".into()),
+            c.estimate.map(|e| format!("{}{}", human_duration(e), if c.measured { "" } else { " (prior)" })).unwrap_or_else(|| "?".into()),
             c.info.hash
         ));
         if let CellState::Failed(why) = &c.state {

@@ -1,0 +1,116 @@
+//! Times whole training iterations of a baseline's image protocol: the baseline's own
+//! `train_step` (all its optimiser steps: MCD's three, DWL's nineteen), with its networks, heads,
+//! parameter groups and harmonized pairs, on random images of the protocol's batch size. The
+//! ResNet is randomly initialised (the cost depends on neither weights nor pixel values), so no
+//! data or weight files are needed.
+
+use crate::protocol::Protocol;
+use anyhow::{bail, Result};
+use baselines::harmonizer::Harmonizer;
+use baselines::methods::{BackwardPath, Batch, MethodName, Setup, StepContext};
+use baselines::networks::{Dropout, ImageBackbone, Network};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Clone, Debug)]
+pub struct IterationBenchConfig {
+    pub device: Device,
+    pub dataset: String,
+    pub baselines: Vec<MethodName>,
+    pub harmonizers: Vec<Harmonizer>,
+    /// Images per domain (default: the protocol's batch).
+    pub batch: Option<usize>,
+    pub image_side: i64,
+    /// Untimed iterations before the timed ones.
+    pub warmup: usize,
+    pub iterations: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct IterationTiming {
+    pub baseline: MethodName,
+    pub harmonizer: String,
+    pub backbone: String,
+    pub batch: usize,
+    /// Seconds of each timed iteration.
+    pub seconds: Vec<f64>,
+}
+
+/// The protocol's configuration of `baseline` on `dataset` (its first task), unpretrained.
+fn config(protocol: &Protocol, dataset: &str, baseline: MethodName) -> Result<(baselines::methods::MethodConfig, ImageBackbone)> {
+    let entry = protocol.datasets.get(dataset).ok_or_else(|| anyhow::anyhow!("unknown dataset '{dataset}'"))?;
+    let task = entry.tasks.first().ok_or_else(|| anyhow::anyhow!("{dataset} has no tasks"))?;
+    let config = protocol.method_config(dataset, baseline, Some(task))?;
+    let Some(mut backbone) = config.image_backbone() else {
+        bail!("{} on {dataset} has no image protocol (no ResNet backbone in the protocol file)", baseline.name());
+    };
+    backbone.pretrained = false;
+    let mut table = toml::Table::try_from(&config)?;
+    table.insert("backbone".into(), toml::Value::try_from(backbone)?);
+    Ok((toml::Value::Table(table).try_into()?, backbone))
+}
+
+pub fn run(protocol: &Protocol, c: &IterationBenchConfig) -> Result<Vec<IterationTiming>> {
+    if c.iterations == 0 {
+        bail!("--iterations must be positive");
+    }
+    let classes = baselines::data::Task::for_protocol(&c.dataset, &protocol.datasets[&c.dataset].tasks[0])?.known_classes().unwrap_or(10);
+    let mut out = Vec::new();
+    for &baseline in &c.baselines {
+        let (method_config, backbone) = config(protocol, &c.dataset, baseline)?;
+        let batch = c.batch.unwrap_or(method_config.batch());
+        for &harmonizer in &c.harmonizers {
+            tch::manual_seed(0);
+            let setup = Setup {
+                device: c.device,
+                network: Network::Image { backbone, weights: None },
+                classes,
+                source_is_svhn: false,
+                iters_per_epoch: 1_000_000,
+                dropout: Dropout::On,
+            };
+            let mut method = method_config.build(&setup)?;
+            let mut ctx = StepContext::new(harmonizer, BackwardPath::TwoPass);
+            let opts = (Kind::Float, c.device);
+            let shape = [batch as i64, 3, c.image_side, c.image_side];
+            let mut seconds = Vec::new();
+            for it in 0..(c.warmup + c.iterations) {
+                let batch = Batch {
+                    source: Tensor::randn(shape, opts),
+                    labels: Tensor::randint(classes, [batch as i64], (Kind::Int64, c.device)),
+                    target: Tensor::randn(shape, opts),
+                };
+                baselines::device::synchronize(c.device);
+                let started = Instant::now();
+                ctx.begin(it as u64, false);
+                method.train_step(&mut ctx, &batch)?;
+                baselines::device::synchronize(c.device);
+                if it >= c.warmup {
+                    seconds.push(started.elapsed().as_secs_f64());
+                }
+            }
+            out.push(IterationTiming { baseline, harmonizer: harmonizer.label(), backbone: backbone.network.name().to_owned(), batch, seconds });
+        }
+    }
+    Ok(out)
+}
+
+pub fn render(c: &IterationBenchConfig, timings: &[IterationTiming]) -> String {
+    let mut s = format!(
+        "bench-iteration: {} image protocol, {}x{} random images, {} warm-up + {} timed iteration(s) each, on {}\n\n",
+        c.dataset,
+        c.image_side,
+        c.image_side,
+        c.warmup,
+        c.iterations,
+        baselines::device::describe(c.device)
+    );
+    s.push_str(&format!("{:<9} {:<10} {:<10} {:>11} {:>12} {:>12}\n", "baseline", "harmonizer", "backbone", "batch", "median s/it", "min s/it"));
+    for t in timings {
+        let mut v = t.seconds.clone();
+        v.sort_by(f64::total_cmp);
+        let median = v[v.len() / 2];
+        s.push_str(&format!("{:<9} {:<10} {:<10} {:>11} {:>12.2} {:>12.2}\n", t.baseline.name(), t.harmonizer, t.backbone, format!("{}+{}", t.batch, t.batch), median, v[0]));
+    }
+    s
+}
