@@ -333,7 +333,8 @@ pub fn run(protocol: &Protocol, profile: &str, runs: &Runs, options: &RunOptions
         let info = &cell.info;
         let spec = info.spec.as_ref().expect("pending cells have a spec");
         grid_bar.set_message(format!("cell {}/{}: {}", k + 1, todo.len(), info.label()));
-        let key = format!("{}|{:?}", spec.task.name(), spec.stand_ins);
+        // Image cells of one task differ in their transforms (per baseline): part of the key.
+        let key = format!("{}|{:?}|{:?}", spec.task.name(), spec.stand_ins, spec.images);
         if !data_cache.contains_key(&key) {
             match execute::load_data(spec, &options.data_root, &Default::default(), options.device) {
                 Ok(d) => {
@@ -414,7 +415,7 @@ pub fn render_plan(plan: &Plan, runs: &Runs, shard: Option<(usize, usize)>) -> S
     for d in datasets {
         let of: Vec<&PlannedCell> = plan.cells.iter().filter(|c| c.info.dataset == d).collect();
         let pending: Vec<&&PlannedCell> = of.iter().filter(|c| matches!(c.state, CellState::Pending | CellState::Failed(_))).collect();
-        let hours: f64 = pending.iter().filter_map(|c| c.estimate).sum::<f64>() / 3600.0;
+        let hours: f64 = pending.iter().filter_map(|c| c.estimate).fold(0.0, |a, b| a + b) / 3600.0;
         let priors = pending.iter().any(|c| c.estimate.is_some() && !c.measured);
         let unknown = pending.iter().filter(|c| c.estimate.is_none()).count();
         out.push_str(&format!(

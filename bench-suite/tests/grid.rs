@@ -75,10 +75,25 @@ fn plan_lists_cells_states_and_estimates() {
     let cdan = plan.cells.iter().find(|c| c.info.baseline == "cdan").unwrap();
     assert!(cdan.info.deviations.iter().any(|d| d.contains("reduced schedule")), "{:?}", cdan.info.deviations);
     assert!(cdan.info.deviations.iter().any(|d| d.contains("batch = 16") && d.contains("64")), "{:?}", cdan.info.deviations);
-    // The paper profile lists its non-digits cells as not runnable, with the reason.
+    // The paper profile: every CDAN, GVB, MCD and DWL cell is runnable with a CUDA estimate marked
+    // as a prior (planned here on a CPU); only SSRT's 52 x 3 x 5 cells are not, with the reason.
     let paper = runner::plan(&p, "paper", &runs, tch::Device::Cpu, false).unwrap();
-    assert_eq!(paper.count(|s| matches!(s, CellState::Unsupported(_))), paper.cells.len() - 3 * 4 * 3 * 5);
-    assert!(runner::render_plan(&paper, &runs, None).contains("ResNet"));
+    assert_eq!(paper.cells.len(), 52 * 5 * 3 * 5);
+    for c in &paper.cells {
+        let unsupported = matches!(c.state, CellState::Unsupported(_));
+        assert_eq!(unsupported, c.info.baseline == "ssrt", "{} {} {}", c.info.dataset, c.info.task, c.info.baseline);
+        if !unsupported {
+            assert!(c.estimate.is_some_and(|e| e > 0.0) && !c.measured, "{} {} {}", c.info.dataset, c.info.task, c.info.baseline);
+        }
+    }
+    assert_eq!(paper.device_kind, "cuda");
+    let text = runner::render_plan(&paper, &runs, None);
+    assert!(text.contains("(prior)") && text.contains("est. cuda hours") && text.contains("domainnet") && text.contains("'ssrt' is not implemented"), "{text}");
+    // A DomainNet MCD cell runs ResNet-101 with its image input.
+    let mcd = paper.cells.iter().find(|c| c.info.dataset == "domainnet" && c.info.baseline == "mcd").unwrap();
+    let spec = mcd.info.spec.as_ref().unwrap();
+    assert_eq!(spec.method.image_backbone().unwrap().network.name(), "resnet101");
+    assert_eq!(spec.images.unwrap().crop, 224);
 }
 
 #[test]
