@@ -17,6 +17,7 @@ fn every_cnn_baseline_runs_its_image_protocol_with_each_harmonizer() {
     baselines::data::synthetic::write_image_folders(&a, 3, 8, 48, 40, false, 1).unwrap();
     baselines::data::synthetic::write_image_folders(&b, 3, 6, 40, 48, true, 2).unwrap();
     let started = std::time::Instant::now();
+    let mut completed = Vec::new();
     for method in ["cdan", "gvb", "mcd", "dwl"] {
         for harmonizer in ["none", "gh", "gh++"] {
             let out = dir.path().join(format!("{method}-{harmonizer}"));
@@ -41,17 +42,32 @@ fn every_cnn_baseline_runs_its_image_protocol_with_each_harmonizer() {
             if method == "cdan" || method == "gvb" {
                 assert_eq!(config["spec"]["method"]["multipliers"]["lr"]["new_layers"], 10.0);
             }
+            assert!(record.iter().any(|l| l["event"] == "telemetry"), "{method} {harmonizer}: no telemetry");
+            let summary = record.last().unwrap();
+            assert_eq!(summary["event"], "summary");
+            let pairs = summary["harmonization"].as_object().unwrap();
+            assert!(!pairs.is_empty() && pairs.values().all(|p| p["measured_steps"].as_u64().unwrap() > 0), "{method} {harmonizer}: {pairs:?}");
+            // A randomly initialised ResNet on batches of four may diverge under GH's unbounded
+            // weights (seen once for GVB + GH on a busy machine): that is a result, recorded with
+            // its reason, not an error.
+            if summary["status"] == "diverged" {
+                assert!(summary["reason"].as_str().is_some_and(|r| !r.is_empty()) && summary["final_accuracy"].is_null(), "{summary}");
+                assert_ne!(harmonizer, "none", "{method} without harmonization diverged: {summary}");
+                continue;
+            }
+            assert_eq!(summary["status"], "completed", "{method} {harmonizer}: {summary}");
             let evals: Vec<&serde_json::Value> = record.iter().filter(|l| l["event"] == "eval").collect();
             assert_eq!(evals.len(), 1, "{method} {harmonizer}: one evaluation expected");
             let mean_class = evals[0]["mean_class_accuracy"].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&mean_class));
-            let summary = record.last().unwrap();
-            assert_eq!(summary["status"], "completed", "{method} {harmonizer}: {summary}");
             assert_eq!(summary["iterations"], 2);
             assert!(summary["final_accuracy"].as_f64().is_some() && summary["final_mean_class_accuracy"].as_f64().is_some());
-            let pairs = summary["harmonization"].as_object().unwrap();
-            assert!(!pairs.is_empty() && pairs.values().all(|p| p["measured_steps"].as_u64().unwrap() > 0), "{method} {harmonizer}: {pairs:?}");
+            completed.push(format!("{method} {harmonizer}"));
         }
+    }
+    // Evaluation and its record were exercised for every baseline.
+    for method in ["cdan", "gvb", "mcd", "dwl"] {
+        assert!(completed.iter().any(|c| c.starts_with(method)), "no {method} run completed: {completed:?}");
     }
     eprintln!("12 image-protocol runs: {:.1} s wall", started.elapsed().as_secs_f64());
 }

@@ -1,5 +1,7 @@
 """Independent PyTorch implementation of the training iterations of CDAN+E, GVB-GD, MCD and DWL on
-the digits LeNet / DWL CNN, with none / GH / GH++ (the released rule).
+the digits LeNet / DWL CNN, and of their image protocols on torchvision's ResNet-50 (bottleneck,
+heads, parameter groups with learning-rate and weight-decay multipliers), with none / GH / GH++
+(the released rule).
 
 Written from shared/design/protocols.md, shared/design/harmonization.md and the paper, in plain
 PyTorch (nn.Linear, nn.Conv2d, nn.BatchNorm*, torch.optim.SGD, F.cross_entropy, autograd), never
@@ -115,13 +117,27 @@ def lr_factor(schedule, i, iters_per_epoch):
     raise SystemExit(f"reference: unknown lr schedule {kind!r}")
 
 
-def set_lr(opt, lr):
-    for group in opt.param_groups:
-        group["lr"] = lr
-
-
 def sgd(module, lr, momentum, weight_decay, nesterov=False):
     return torch.optim.SGD(module.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+
+
+def grouped_sgd(module, s, multipliers, is_backbone):
+    """One SGD over `module` with two parameter groups: the pretrained backbone's parameters
+    (names for which `is_backbone` holds) and the layers trained from scratch, each with its own
+    learning-rate and weight-decay multiplier (protocols.md: CDAN / GVB lr x1 and x10)."""
+    lr_m = multipliers.get("lr", {"backbone": 1.0, "new_layers": 1.0})
+    wd_m = multipliers.get("weight_decay", {"backbone": 1.0, "new_layers": 1.0})
+    groups = []
+    for part in ("backbone", "new_layers"):
+        params = [p for n, p in module.named_parameters() if is_backbone(n) == (part == "backbone")]
+        if params:
+            groups.append({"params": params, "mult": lr_m[part], "weight_decay": s["weight_decay"] * wd_m[part]})
+    return torch.optim.SGD(groups, lr=s["lr"], momentum=s["momentum"], nesterov=s["nesterov"])
+
+
+def set_group_lr(opt, lr):
+    for group in opt.param_groups:
+        group["lr"] = lr * group.get("mult", 1.0)
 
 
 def entropy(p):
@@ -157,6 +173,18 @@ class LeNet(nn.Module):
         x = F.relu(F.max_pool2d(self.conv1(x), 2))
         x = F.relu(F.max_pool2d(self.conv2(x), 2))
         return F.relu(self.fc(x.flatten(1)))
+
+
+def image_backbone(cfg):
+    """torchvision's ResNet (randomly initialised; its weights come from the Rust side) without
+    its ImageNet classifier: pooled 2048-d features. None for the digits networks."""
+    spec = cfg.get("backbone")
+    if spec is None:
+        return None
+    import torchvision
+    net = getattr(torchvision.models, spec["network"])(weights=None)
+    net.fc = nn.Identity()
+    return net
 
 
 class Classifier(nn.Module):
@@ -238,6 +266,32 @@ class DwlDiscriminator(nn.Module):
         return self.out(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
+class DwlImageHead(nn.Module):
+    """protocols-images.md §3, DWL's C/C1/C2 on images: Linear 2048->1024, BN, ReLU, Linear
+    1024->C (no dropout)."""
+
+    def __init__(self, inputs, classes):
+        super().__init__()
+        self.fc1 = nn.Linear(inputs, 1024)
+        self.bn1 = nn.BatchNorm1d(1024)
+        self.out = nn.Linear(1024, classes)
+
+    def forward(self, x):
+        return self.out(F.relu(self.bn1(self.fc1(x))))
+
+
+class DwlImageDiscriminator(nn.Module):
+    """protocols-images.md §3: Linear 2048->1024, ReLU, (Dropout 0.5), Linear 1024->1 (logit)."""
+
+    def __init__(self, inputs):
+        super().__init__()
+        self.fc1 = nn.Linear(inputs, 1024)
+        self.out = nn.Linear(1024, 1)
+
+    def forward(self, x):
+        return self.out(F.relu(self.fc1(x)))
+
+
 # ----------------------------------------------------------------------------- methods
 
 class Method:
@@ -256,13 +310,21 @@ class Cdan(Method):
 
     def __init__(self, cfg, classes, ipe):
         self.cfg, self.ipe = cfg, ipe
-        self.stores = {"base": Base(backbone=LeNet(), classifier=Classifier(500, classes))}
+        resnet = image_backbone(cfg)
+        backbone, features = (LeNet(), 500) if resnet is None else (resnet, 2048)
+        parts = {"backbone": backbone}
+        if cfg.get("bottleneck") is not None:
+            # CDAN's image network: a linear bottleneck (no activation) before the classifier.
+            parts["bottleneck"] = nn.Linear(features, cfg["bottleneck"])
+            features = cfg["bottleneck"]
+        parts["classifier"] = Classifier(features, classes)
+        self.stores = {"base": Base(**parts)}
         cond = cfg["conditioning"]
-        inputs = 500 * classes if cond["kind"] == "outer" else cond["dim"]
+        inputs = features * classes if cond["kind"] == "outer" else cond["dim"]
         self.stores["disc"] = Discriminator(inputs, cfg["discriminator_hidden"])
-        s = cfg["sgd"]
-        self.opt_base = sgd(self.stores["base"], s["lr"], s["momentum"], s["weight_decay"], s["nesterov"])
-        self.opt_disc = sgd(self.stores["disc"], s["lr"], s["momentum"], s["weight_decay"], s["nesterov"])
+        s, m = cfg["sgd"], cfg.get("multipliers", {})
+        self.opt_base = grouped_sgd(self.stores["base"], s, m, lambda n: n.startswith("backbone."))
+        self.opt_disc = grouped_sgd(self.stores["disc"], s, m, lambda n: False)
         self.disc_forwards = 0
         self.random = None
 
@@ -277,16 +339,21 @@ class Cdan(Method):
 
     def step(self, i, batch, h, rec):
         c, base, disc = self.cfg, self.stores["base"], self.stores["disc"]
-        set_lr(self.opt_base, c["sgd"]["lr"] * lr_factor(c["lr_schedule"], i, self.ipe))
-        set_lr(self.opt_disc, c["sgd"]["lr"] * lr_factor(c["discriminator_lr_schedule"], i, self.ipe))
+        set_group_lr(self.opt_base, c["sgd"]["lr"] * lr_factor(c["lr_schedule"], i, self.ipe))
+        set_group_lr(self.opt_disc, c["sgd"]["lr"] * lr_factor(c["discriminator_lr_schedule"], i, self.ipe))
         self.opt_base.zero_grad()
         self.opt_disc.zero_grad()
         xs, ys, xt = batch
         ns = xs.shape[0]
+
+        def features(x):
+            f = base.backbone(x)
+            return base.bottleneck(f) if hasattr(base, "bottleneck") else f
+
         if c["joint_forward"]:
-            f = base.backbone(torch.cat([xs, xt]))
+            f = features(torch.cat([xs, xt]))
         else:
-            f = torch.cat([base.backbone(xs), base.backbone(xt)])
+            f = torch.cat([features(xs), features(xt)])
         logits = base.classifier(f)
         cls = F.cross_entropy(logits[:ns], ys)
         rec.loss("cls", cls)
@@ -319,27 +386,36 @@ class Gvb(Method):
 
     def __init__(self, cfg, classes, ipe):
         self.cfg, self.ipe = cfg, ipe
+        resnet = image_backbone(cfg)
+        backbone, features = (LeNet(), 500) if resnet is None else (resnet, 2048)
         self.stores = {
-            "base": Base(backbone=LeNet(), classifier=Classifier(500, classes), bridge=Classifier(500, classes)),
+            "base": Base(backbone=backbone, classifier=Classifier(features, classes), bridge=Classifier(features, classes)),
             "disc": Discriminator(classes, cfg["discriminator_hidden"], bridge=True),
         }
-        s = cfg["sgd"]
-        self.opt_base = sgd(self.stores["base"], s["lr"], s["momentum"], s["weight_decay"], s["nesterov"])
-        self.opt_disc = sgd(self.stores["disc"], s["lr"], s["momentum"], s["weight_decay"], s["nesterov"])
+        s, m = cfg["sgd"], cfg.get("multipliers", {})
+        self.opt_base = grouped_sgd(self.stores["base"], s, m, lambda n: n.startswith("backbone."))
+        self.opt_disc = grouped_sgd(self.stores["disc"], s, m, lambda n: False)
         self.disc_forwards = 0
 
     def step(self, i, batch, h, rec):
         c, base, disc = self.cfg, self.stores["base"], self.stores["disc"]
         lr = c["sgd"]["lr"] * lr_factor(c["lr_schedule"], i, self.ipe)
-        set_lr(self.opt_base, lr)
-        set_lr(self.opt_disc, lr)
+        set_group_lr(self.opt_base, lr)
+        set_group_lr(self.opt_disc, lr)
         self.opt_base.zero_grad()
         self.opt_disc.zero_grad()
         xs, ys, xt = batch
         ns = xs.shape[0]
-        f = base.backbone(torch.cat([xs, xt]))
-        bridge = base.bridge(f)
-        logits = base.classifier(f) - bridge
+        if c.get("joint_forward", True):
+            f = base.backbone(torch.cat([xs, xt]))
+            bridge = base.bridge(f)
+            logits = base.classifier(f) - bridge
+        else:
+            # GVB's image code runs the whole base network on each domain's batch.
+            fs, ft = base.backbone(xs), base.backbone(xt)
+            bridge = torch.cat([base.bridge(fs), base.bridge(ft)])
+            logits = torch.cat([base.classifier(fs), base.classifier(ft)]) - bridge
+            f = torch.cat([fs, ft])
         p = F.softmax(logits, dim=1)
         cls = F.cross_entropy(logits[:ns], ys)
         self.disc_forwards += 1
@@ -374,7 +450,9 @@ class Mcd(Method):
     def __init__(self, cfg, classes, ipe):
         self.cfg = cfg
         hidden = cfg["head_hidden"]
-        self.stores = {"G": LeNet(), "F1": TwoLayerHead(500, hidden, classes), "F2": TwoLayerHead(500, hidden, classes)}
+        resnet = image_backbone(cfg)
+        g, features = (LeNet(), 500) if resnet is None else (resnet, 2048)
+        self.stores = {"G": g, "F1": TwoLayerHead(features, hidden, classes), "F2": TwoLayerHead(features, hidden, classes)}
         wd = cfg["weight_decay"]
         self.opt_g = sgd(self.stores["G"], cfg["lr"], cfg["momentum_generator"], wd)
         self.opt_f1 = sgd(self.stores["F1"], cfg["lr"], cfg["momentum_heads"], wd)
@@ -431,13 +509,23 @@ class Dwl(Method):
 
     def __init__(self, cfg, classes, ipe):
         self.cfg = cfg
-        self.stores = {
-            "G": DwlCnn(),
-            "C": TwoLayerHead(768, 100, classes),
-            "C1": TwoLayerHead(768, 100, classes),
-            "C2": TwoLayerHead(768, 100, classes),
-            "D": DwlDiscriminator(768),
-        }
+        resnet = image_backbone(cfg)
+        if resnet is None:
+            self.stores = {
+                "G": DwlCnn(),
+                "C": TwoLayerHead(768, 100, classes),
+                "C1": TwoLayerHead(768, 100, classes),
+                "C2": TwoLayerHead(768, 100, classes),
+                "D": DwlDiscriminator(768),
+            }
+        else:
+            self.stores = {
+                "G": resnet,
+                "C": DwlImageHead(2048, classes),
+                "C1": DwlImageHead(2048, classes),
+                "C2": DwlImageHead(2048, classes),
+                "D": DwlImageDiscriminator(2048),
+            }
         self.opt = {k: sgd(m, cfg["lr"], cfg["momentum"], cfg["weight_decay"]) for k, m in self.stores.items()}
         self.balance = cfg["initial_balance"]
 
