@@ -452,9 +452,14 @@ fn every_image_protocol_steps_like_the_independent_pytorch_reference() {
     compare_with_reference("image", image_methods(), &image_shape(), harmonizers, 1);
 }
 
+/// The digits and image tests build their models from torch's global generator (each case twice,
+/// from the same seed): parallel test threads must not interleave their draws.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs every case here (three-pass and two-pass) and in the PyTorch reference, and compares them;
 /// at least `min_conflicts` conflicting pairs must have been met.
 fn compare_with_reference(label: &str, methods: Vec<(&'static str, MethodConfig)>, shape: &Shape, harmonizers: Vec<(&'static str, Harmonizer)>, min_conflicts: usize) {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     // GH_REFERENCE_CASES=DIR keeps the exchanged files there (DIR/digits, DIR/image) for inspection.
     let kept = std::env::var_os("GH_REFERENCE_CASES").map(PathBuf::from);
     let temp = tempfile::tempdir().unwrap();
