@@ -220,11 +220,6 @@ pub fn weighted_domain_bce(domain_probs: &Tensor, weights: &Tensor, n_source: i6
     (&normalised * per_sample).sum(Kind::Float) / normalised.sum(Kind::Float).detach()
 }
 
-/// Fraction of rows whose arg-max equals the label.
-pub fn accuracy(scores: &Tensor, labels: &Tensor) -> f64 {
-    scores.argmax(1, false).eq_tensor(labels).to_kind(Kind::Float).mean(Kind::Float).double_value(&[])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
