@@ -2,6 +2,7 @@
 //! gradient inner products before/after harmonization (Figs. 2 and 12), convergence (Fig. 9).
 
 use crate::aggregate::{main_pair, Aggregate};
+use crate::claims::{Outcome, Unit, Verdict};
 use crate::latex::{ordered_rows, row_name, BASELINE_ORDER};
 use crate::records::CellRecord;
 use anyhow::{anyhow, Result};
@@ -344,4 +345,125 @@ pub fn write_all(out: &Path, records: &[CellRecord], aggs: &[Aggregate], subtitl
         }
     }
     Ok(files)
+}
+
+// ------------------------------------------------------------------ claims (forest plot)
+
+/// Okabe–Ito colours (colour-blind safe) for the verdicts.
+fn verdict_color(v: Verdict) -> RGBColor {
+    match v {
+        Verdict::Reproduced => RGBColor(0, 114, 178),
+        Verdict::NotReproduced => RGBColor(213, 94, 0),
+        _ => RGBColor(110, 110, 110),
+    }
+}
+
+/// One panel per unit: its checked claims, top to bottom in file order.
+fn forest_panels(outcomes: &[Outcome]) -> Vec<(Unit, Vec<&Outcome>)> {
+    let mut panels: BTreeMap<Unit, Vec<&Outcome>> = BTreeMap::new();
+    for o in outcomes.iter().filter(|o| o.estimate.is_some()) {
+        panels.entry(o.claim.quantity.unit()).or_default().push(o);
+    }
+    panels.into_iter().collect()
+}
+
+/// A tick label without needless decimals ("20", "0.5", "-0.04").
+fn tidy(x: f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        return format!("{:.0}", x.round() + 0.0);
+    }
+    if x.abs() < 1e-3 {
+        return format!("{x:.1e}");
+    }
+    let s = format!("{x:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+const FOREST_ROW: u32 = 26;
+const FOREST_PANEL_EXTRA: u32 = 78;
+
+fn draw_forest<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, panels: &[(Unit, Vec<&Outcome>)], subtitle: &str) -> Result<()> {
+    let titled = root.titled(&format!("The paper's claims: our estimates and 95% intervals ({subtitle})"), (FONT, 18)).map_err(plot_err)?;
+    let (legend, body) = titled.split_vertically(24);
+    legend
+        .draw_text(
+            "interval colour: blue reproduced, vermilion not reproduced, grey inconclusive; black tick: the paper's value (shaded: its tolerance)",
+            &(FONT, 12).into_text_style(&legend),
+            (12, 4),
+        )
+        .map_err(plot_err)?;
+    let heights: Vec<u32> = panels.iter().map(|(_, rows)| rows.len() as u32 * FOREST_ROW + FOREST_PANEL_EXTRA).collect();
+    let mut breaks = Vec::new();
+    let mut y = 0;
+    for h in &heights[..heights.len().saturating_sub(1)] {
+        y += *h as i32;
+        breaks.push(y);
+    }
+    let areas = body.split_by_breakpoints(Vec::<i32>::new(), breaks);
+    for (area, (unit, rows)) in areas.iter().zip(panels) {
+        let n = rows.len();
+        let mut xs: Vec<f64> = vec![unit.null()];
+        for o in rows {
+            let e = o.estimate.as_ref().expect("checked");
+            xs.extend([e.mean, e.lo, e.hi].into_iter().filter(|v| v.is_finite()));
+            if let Some(p) = o.claim.paper {
+                xs.extend([p - o.claim.tolerance, p + o.claim.tolerance]);
+            }
+        }
+        let (lo, hi) = xs.iter().fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+        let pad = ((hi - lo) * 0.06).max(1e-9);
+        let (x0, x1) = (lo - pad, hi + pad);
+        let labels: Vec<String> = rows.iter().map(|o| o.claim.id.clone()).collect();
+        let mut chart = ChartBuilder::on(area)
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(250)
+            .build_cartesian_2d(x0..x1, -0.5f64..(n as f64 - 0.5))
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .light_line_style(WHITE.mix(0.0))
+            .bold_line_style(BLACK.mix(0.08))
+            .y_labels(n)
+            .y_label_formatter(&|y| {
+                let k = y.round();
+                if (y - k).abs() > 1e-6 || k < 0.0 {
+                    return String::new();
+                }
+                labels.get(n.saturating_sub(1 + k as usize)).cloned().unwrap_or_default()
+            })
+            .x_label_formatter(&|x| tidy(*x))
+            .x_desc(unit.axis())
+            .label_style((FONT, 12))
+            .draw()
+            .map_err(plot_err)?;
+        chart.draw_series(std::iter::once(PathElement::new(vec![(unit.null(), -0.5), (unit.null(), n as f64 - 0.5)], BLACK.mix(0.35).stroke_width(1)))).map_err(plot_err)?;
+        for (i, o) in rows.iter().enumerate() {
+            let y = (n - 1 - i) as f64;
+            let e = o.estimate.as_ref().expect("checked");
+            let color = verdict_color(o.verdict);
+            if let Some(p) = o.claim.paper {
+                if o.claim.tolerance > 0.0 {
+                    chart.draw_series(std::iter::once(Rectangle::new([(p - o.claim.tolerance, y - 0.32), (p + o.claim.tolerance, y + 0.32)], BLACK.mix(0.08).filled()))).map_err(plot_err)?;
+                }
+                chart.draw_series(std::iter::once(PathElement::new(vec![(p, y - 0.34), (p, y + 0.34)], BLACK.stroke_width(2)))).map_err(plot_err)?;
+            }
+            let (l, h) = (if e.lo.is_finite() { e.lo } else { x0 }, if e.hi.is_finite() { e.hi } else { x1 });
+            chart.draw_series(std::iter::once(PathElement::new(vec![(l, y), (h, y)], color.stroke_width(3)))).map_err(plot_err)?;
+            chart.draw_series(std::iter::once(Circle::new((e.mean, y), 5, color.filled()))).map_err(plot_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// `claims.png` / `claims.svg`: a forest plot of every checked claim (nothing when none has cells).
+pub fn write_forest(out: &Path, outcomes: &[Outcome], subtitle: &str) -> Result<Vec<PathBuf>> {
+    fonts();
+    let panels = forest_panels(outcomes);
+    if panels.is_empty() {
+        return Ok(Vec::new());
+    }
+    let height = 60 + panels.iter().map(|(_, r)| r.len() as u32 * FOREST_ROW + FOREST_PANEL_EXTRA).sum::<u32>();
+    Ok(both_formats!(out.join("claims"), (1100, height), draw_forest, &panels, subtitle))
 }

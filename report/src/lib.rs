@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod charts;
+pub mod claims;
 pub mod latex;
 pub mod paper;
 pub mod records;
@@ -32,6 +33,18 @@ pub fn generate_profile(runs: &Path, out: &Path, profile: &str) -> Result<Genera
     let dir = out.join(profile);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut files = Vec::new();
+    let claims_file = claims::ClaimsFile::embedded()?;
+    let outcomes = claims::evaluate(&claims_file.claims()?, &records, &paper, &claims_file.settings);
+    for (name, text) in [
+        ("claims.md", claims::markdown(&outcomes, profile, &claims_file.settings)),
+        ("claims.tex", claims::latex(&outcomes, profile, &claims_file.settings)),
+        ("claims.csv", claims::csv(&outcomes)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        files.push(path);
+    }
+    files.extend(charts::write_forest(&dir, &outcomes, profile)?);
     let datasets: BTreeSet<&str> = records.iter().map(|r| r.dataset.as_str()).collect();
     for dataset in &datasets {
         let mut deviations: Vec<String> = records.iter().filter(|r| r.dataset == *dataset).flat_map(|r| r.deviations.iter().cloned()).collect();
@@ -80,6 +93,7 @@ pub fn aggregates_csv(aggs: &[aggregate::Aggregate]) -> String {
 
 fn index_text(profile: &str, records: &[records::CellRecord], missing: usize, diverged: usize, files: &[PathBuf], dir: &Path) -> String {
     let mut out = format!("# Report of profile `{profile}`\n\n");
+    let _ = writeln!(out, "**Start here: [the paper's claims, checked](claims.md)** (verdicts with intervals; also `claims.tex`, `claims.csv` and the forest plot `claims.png` / `claims.svg`).\n");
     let _ = writeln!(out, "- finished cells: {} ({} diverged, reported as such); cells without a record yet: {missing}", records.len(), diverged);
     let _ = writeln!(out, "- accuracy tables: `table_<dataset>_last.tex` (last model) and `table_<dataset>_best.tex` (best evaluation, oracle selection on target test labels)");
     let _ = writeln!(out, "- `table_speed_<dataset>.tex`: training speed (the paper's Table VI); `aggregates.csv`: every aggregate\n");

@@ -4,7 +4,9 @@ use anyhow::{bail, Result};
 use clap::Parser;
 use std::path::PathBuf;
 
-/// Aggregates the grid's run records over seeds (mean ± std, n) and writes, per profile, LaTeX
+/// Aggregates the grid's run records over seeds (mean ± std, n) and writes, per profile, the
+/// verdict on each of the paper's claims (report/paper_claims.toml: paired estimates over seeds,
+/// 95% intervals; claims.md, claims.tex, claims.csv and a forest plot, claims.png / .svg), LaTeX
 /// tables in the paper's layout with the paper's numbers and our differences (last model and
 /// best-oracle selection), Table VI (training speed), aggregates.csv, and charts as PNG and SVG
 /// (training speed, GH++ α sensitivity, gradient inner products before/after harmonization,

@@ -11,7 +11,7 @@ fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-const TEXT_OUTPUTS: [&str; 5] = ["table_digits_last.tex", "table_digits_best.tex", "table_speed_digits.tex", "aggregates.csv", "index.md"];
+const TEXT_OUTPUTS: [&str; 8] = ["table_digits_last.tex", "table_digits_best.tex", "table_speed_digits.tex", "aggregates.csv", "index.md", "claims.md", "claims.csv", "claims.tex"];
 
 #[test]
 fn tables_match_the_golden_files_and_charts_are_drawn() {
@@ -30,7 +30,7 @@ fn tables_match_the_golden_files_and_charts_are_drawn() {
         let expected = std::fs::read_to_string(&golden_file).unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", golden_file.display()));
         assert!(produced == expected, "{name} differs from {}:\n--- produced\n{produced}\n--- expected\n{expected}", golden_file.display());
     }
-    let mut charts = vec!["speed".to_owned(), "alpha_sensitivity".to_owned()];
+    let mut charts = vec!["speed".to_owned(), "alpha_sensitivity".to_owned(), "claims".to_owned()];
     for task in ["M-U", "U-M"] {
         charts.push(format!("convergence_{task}"));
         for b in ["mcd", "dwl"] {
