@@ -172,42 +172,71 @@ pub struct RunSummary {
     pub harmonization: BTreeMap<String, PairSummary>,
 }
 
+/// A run's training state: the method with its networks and optimisers, the two training streams
+/// and the step context. `run` steps it through a schedule; `bench-speed` times its steps.
+pub struct Trainer<'a> {
+    pub method: Box<dyn UdaMethod>,
+    source_order: Stream<'a>,
+    target_order: Stream<'a>,
+    pub ctx: StepContext,
+}
+
+impl<'a> Trainer<'a> {
+    /// Builds the spec's networks (seeded from the spec) and its data streams over `data`.
+    pub fn new(spec: &RunSpec, data: &'a TaskData, device: Device) -> Result<Trainer<'a>> {
+        spec.validate()?;
+        let network = network(spec, data.weights_root.as_deref())?;
+        if let crate::networks::Network::Image { weights: Some(path), .. } = &network {
+            if !path.is_file() {
+                bail!(
+                    "the ImageNet weights {} are missing: fetch them with `data-fetch fetch {}` (same data root)",
+                    path.display(),
+                    spec.method.image_backbone().map(|b| b.network.name()).unwrap_or_default()
+                );
+            }
+        }
+        if let Device::Cuda(_) = device {
+            // Fixed input sizes: let cuDNN pick the fastest convolution algorithms once.
+            tch::Cuda::cudnn_set_benchmark(true);
+        }
+        tch::manual_seed(derive_seed(&spec.task, spec.seed, "init") as i64);
+        let setup = Setup {
+            device,
+            network,
+            classes: data.classes,
+            source_is_svhn: spec.task.digits().is_some_and(|t| t.source == crate::data::Domain::Svhn),
+            iters_per_epoch: spec.schedule.iters_per_epoch,
+            dropout: crate::networks::Dropout::On,
+        };
+        let method: Box<dyn UdaMethod> = spec.method.build(&setup)?;
+        let batch = spec.method.batch();
+        let images = spec.images.as_ref();
+        Ok(Trainer {
+            method,
+            source_order: Stream::train(&data.source_train, batch, derive_seed(&spec.task, spec.seed, "source-order"), images.map(|i| i.source_crop), device),
+            target_order: Stream::train(&data.target_train, batch, derive_seed(&spec.task, spec.seed, "target-order"), images.map(|i| i.target_crop), device),
+            ctx: StepContext::new(spec.harmonizer, spec.backward),
+        })
+    }
+
+    /// One training iteration (all of the method's optimiser steps) on the next two batches;
+    /// `measure` records the step's telemetry. Queues device work without waiting for it.
+    pub fn step(&mut self, iteration: u64, measure: bool) -> Result<()> {
+        self.ctx.begin(iteration, measure);
+        let (source, labels) = self.source_order.next()?;
+        let (target, _) = self.target_order.next()?;
+        self.method.train_step(&mut self.ctx, &Batch { source, labels, target })
+    }
+}
+
 /// Trains `spec` on `data` and evaluates it.
 pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn RunObserver) -> Result<RunSummary> {
-    spec.validate()?;
     let classes = data.classes;
-    let network = network(spec, data.weights_root.as_deref())?;
-    if let crate::networks::Network::Image { weights: Some(path), .. } = &network {
-        if !path.is_file() {
-            bail!(
-                "the ImageNet weights {} are missing: fetch them with `data-fetch fetch {}` (same data root)",
-                path.display(),
-                spec.method.image_backbone().map(|b| b.network.name()).unwrap_or_default()
-            );
-        }
-    }
-    if let Device::Cuda(_) = device {
-        // Fixed input sizes: let cuDNN pick the fastest convolution algorithms once.
-        tch::Cuda::cudnn_set_benchmark(true);
-    }
-    tch::manual_seed(derive_seed(&spec.task, spec.seed, "init") as i64);
-    let setup = Setup {
-        device,
-        network,
-        classes,
-        source_is_svhn: spec.task.digits().is_some_and(|t| t.source == crate::data::Domain::Svhn),
-        iters_per_epoch: spec.schedule.iters_per_epoch,
-        dropout: crate::networks::Dropout::On,
-    };
-    let mut method: Box<dyn UdaMethod> = spec.method.build(&setup)?;
-    let batch = spec.method.batch();
+    let mut trainer = Trainer::new(spec, data, device)?;
     let images = spec.images.as_ref();
-    let mut source_order = Stream::train(&data.source_train, batch, derive_seed(&spec.task, spec.seed, "source-order"), images.map(|i| i.source_crop), device);
-    let mut target_order = Stream::train(&data.target_train, batch, derive_seed(&spec.task, spec.seed, "target-order"), images.map(|i| i.target_crop), device);
     // Samples for DWL's per-epoch statistics (started when first needed).
     let mut stats_order: Option<(Stream, Stream)> = None;
 
-    let mut ctx = StepContext::new(spec.harmonizer, spec.backward);
     let mut evaluations: Vec<Evaluation> = Vec::new();
     let mut train_seconds = 0.0;
     let mut epoch_seconds = Vec::new();
@@ -218,13 +247,10 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
     for it in 0..s.iterations {
         let started = Instant::now();
         let measure = it % spec.telemetry_every == 0;
-        ctx.begin(it, measure);
-        let (source, labels) = source_order.next()?;
-        let (target, _) = target_order.next()?;
-        method.train_step(&mut ctx, &Batch { source, labels, target })?;
+        trainer.step(it, measure)?;
         if measure {
-            observer.telemetry(it, &ctx.records, &ctx.losses)?;
-            if let Some(reason) = non_finite(&ctx) {
+            observer.telemetry(it, &trainer.ctx.records, &trainer.ctx.losses)?;
+            if let Some(reason) = non_finite(&trainer.ctx) {
                 status = RunStatus::Diverged { iteration: it, reason };
                 break;
             }
@@ -242,7 +268,7 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
         if done % s.iters_per_epoch == 0 {
             let epoch = done / s.iters_per_epoch;
             // Up to 1000 source and target samples for methods with per-epoch statistics (DWL).
-            let extra = if method.needs_epoch_samples() {
+            let extra = if trainer.method.needs_epoch_samples() {
                 let stats = stats_order.get_or_insert_with(|| {
                     let n = |set: &Samples| 1000.min(set.len()).max(1);
                     (
@@ -252,7 +278,7 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
                 });
                 let (xs, ys) = stats.0.next()?;
                 let (xt, _) = stats.1.next()?;
-                method.end_epoch((&xs, &ys), &xt)?
+                trainer.method.end_epoch((&xs, &ys), &xt)?
             } else {
                 Vec::new()
             };
@@ -261,7 +287,7 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
             epoch_clock = 0.0;
         }
         if done % s.eval_every == 0 || done == s.iterations {
-            let scores = match evaluate_samples(method.as_ref(), &data.target_test, classes, device)? {
+            let scores = match evaluate_samples(trainer.method.as_ref(), &data.target_test, classes, device)? {
                 Ok(h) => h,
                 Err(reason) => {
                     status = RunStatus::Diverged { iteration: done, reason };
@@ -293,7 +319,7 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
         train_seconds,
         seconds_per_epoch,
         seconds_per_100_steps: train_seconds / trained.max(1) as f64 * 100.0,
-        harmonization: ctx.summary.iter().map(|(k, v)| (k.clone(), PairSummary::from(v))).collect(),
+        harmonization: trainer.ctx.summary.iter().map(|(k, v)| (k.clone(), PairSummary::from(v))).collect(),
     })
 }
 

@@ -5,6 +5,8 @@ pub mod execute;
 pub mod grid;
 pub mod input_bench;
 pub mod iteration_bench;
+pub mod load;
 pub mod protocol;
 pub mod runner;
+pub mod speed_bench;
 pub mod step_bench;

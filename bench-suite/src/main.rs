@@ -187,6 +187,33 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: i64,
     },
+    /// Time each baseline x harmonizer of a profile (real data, networks and optimiser steps) in
+    /// interleaved rounds in one process, so load from elsewhere falls on every arm alike; writes
+    /// <runs>/bench-speed/<profile>.json, which the report uses for Table VI, the speed chart and the
+    /// paper's speed claims (reproduce-all runs it after the grid)
+    BenchSpeed {
+        #[command(flatten)]
+        grid: GridArgs,
+        /// Where the data lives (as laid out by data-fetch)
+        #[arg(long, env = "GH_DATA_ROOT", default_value = "data")]
+        data_root: PathBuf,
+        /// all (every task of the profile), first (the first task of each dataset: a step's cost
+        /// depends on the dataset's protocol, not on the pair), or a comma-separated list
+        #[arg(long, default_value = "all")]
+        tasks: bench_suite::speed_bench::TaskSelection,
+        /// Rounds; each runs every arm once, in an order rotated per round
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Timed iterations per arm and round
+        #[arg(long, default_value_t = 10)]
+        iterations: usize,
+        /// Untimed iterations per arm before the first round
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// No progress lines
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Time whole training iterations of the CNN baselines' image protocols (their real steps,
     /// random ResNet weights and random images: no data needed)
     BenchIteration {
@@ -300,6 +327,18 @@ fn main() {
         eprintln!("bench-suite: error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn bench_speed(protocol: &Protocol, config: &bench_suite::speed_bench::SpeedBenchConfig, runs: &std::path::Path, quiet: bool) -> Result<()> {
+    let record = bench_suite::speed_bench::run(protocol, config, &mut |group| {
+        if !quiet {
+            eprintln!("bench-speed: timing {group}");
+        }
+    })?;
+    print!("{}", bench_suite::speed_bench::render(&record));
+    let path = bench_suite::speed_bench::write_record(runs, &record)?;
+    println!("bench-speed record: {}", path.display());
+    Ok(())
 }
 
 fn run_grid(protocol: &Protocol, profile: &str, grid: &GridArgs, device: tch::Device, shard: Option<(usize, usize)>, data_root: &std::path::Path, quiet: bool) -> Result<()> {
@@ -603,6 +642,13 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", bench_suite::iteration_bench::render(&config, &timings));
             Ok(())
         }
+        Command::BenchSpeed { grid, data_root, tasks, rounds, iterations, warmup, quiet } => {
+            let protocol = load_protocol(&cli.protocol)?;
+            let (profile, device, _, why) = grid.resolve(&protocol, true)?;
+            eprintln!("bench-speed: {why}");
+            let config = bench_suite::speed_bench::SpeedBenchConfig { profile, device, data_root, drop_stand_ins: grid.no_stand_ins, tasks, rounds, iterations_per_round: iterations, warmup };
+            bench_speed(&protocol, &config, &grid.runs, quiet)
+        }
         Command::Plan { grid } => {
             let protocol = load_protocol(&cli.protocol)?;
             let (profile, device, shard, why) = grid.resolve(&protocol, false)?;
@@ -629,10 +675,19 @@ fn run(cli: Cli) -> Result<()> {
             let started = std::time::Instant::now();
             fetch_for_profile(&protocol, &profile, &data_root, &mirrors, quiet)?;
             let grid_result = run_grid(&protocol, &profile, &grid, device, shard, &data_root, quiet);
+            // Speed from a controlled benchmark, not from the cells' wall clocks (one task per
+            // dataset for profiles that need a GPU: the cost depends on the protocol, not the pair).
+            let speed_result = if grid_result.is_ok() {
+                let tasks = if protocol.profiles[&profile].requires_cuda { bench_suite::speed_bench::TaskSelection::FirstPerDataset } else { bench_suite::speed_bench::TaskSelection::All };
+                let config = bench_suite::speed_bench::SpeedBenchConfig { profile: profile.clone(), device, data_root: data_root.clone(), drop_stand_ins: grid.no_stand_ins, tasks, rounds: 5, iterations_per_round: 10, warmup: 3 };
+                bench_speed(&protocol, &config, &grid.runs, quiet)
+            } else {
+                Ok(())
+            };
             // The report covers whatever finished, also when some cells failed.
             let report_result = write_report(&grid.runs, &profile, &out);
             println!("reproduce-all: wall time {}", runner::human_duration(started.elapsed().as_secs_f64()));
-            grid_result.and(report_result)
+            grid_result.and(speed_result).and(report_result)
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::grid::{self, Cell};
 use crate::protocol::Protocol;
 use anyhow::{bail, Context, Result};
 use baselines::data::TaskData;
+use crate::load::LoadSnapshot;
 use baselines::train::{RunSpec, RunSummary};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -352,11 +353,15 @@ pub fn run(protocol: &Protocol, profile: &str, runs: &Runs, options: &RunOptions
         let tmp = runs.cells_dir().join(format!(".tmp-{}-{}", info.hash, std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         let mut progress = ProgressObserver::new(spec.schedule.iterations, &format!("  {} {}", info.baseline, info.harmonizer), options.show_progress).attach(&multi);
+        let load_start = LoadSnapshot::now();
         let outcome = execute::execute(spec, data, &options.data_root, options.device, &tmp, &mut progress);
+        let load_end = LoadSnapshot::now();
         progress.finish();
         match outcome {
             Ok((summary, _)) => {
                 fs::write(tmp.join("cell.json"), serde_json::to_string_pretty(info)?)?;
+                // What else ran while this cell was timed (the report keeps loaded timings out of speed claims).
+                fs::write(tmp.join("timing.json"), serde_json::to_string_pretty(&serde_json::json!({ "load_start": load_start, "load_end": load_end }))?)?;
                 fs::write(tmp.join("done"), serde_json::to_string_pretty(&summary)?)?;
                 let target = runs.cell_dir(&info.hash);
                 if target.exists() {

@@ -126,6 +126,12 @@ fn interrupted_grid_resumes_and_every_cell_exists_once() {
     for h in &expected {
         let record = std::fs::read_to_string(runs.root().join("cells").join(h).join("run.jsonl")).unwrap();
         assert!(record.lines().last().unwrap().contains("\"event\":\"summary\""));
+        // The load when the cell was timed, at its start and end.
+        let timing: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(runs.root().join("cells").join(h).join("timing.json")).unwrap()).unwrap();
+        for key in ["load_start", "load_end"] {
+            let snapshot: bench_suite::load::LoadSnapshot = serde_json::from_value(timing[key].clone()).unwrap();
+            assert!(snapshot.logical_cpus >= 1 && snapshot.suite_processes >= 1, "{snapshot:?}");
+        }
     }
     // Nothing left to do.
     let r3 = runner::run(&p, "tiny", &runs, &options(&dir.path().join("data"))).unwrap();
@@ -173,6 +179,53 @@ fn killed_process_loses_at_most_the_cell_in_progress() {
     let names: Vec<String> = cell_dirs(&runs);
     assert_eq!(names.len(), 4, "{names:?}");
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+}
+
+#[test]
+fn bench_speed_times_every_arm_in_interleaved_rounds() {
+    use bench_suite::speed_bench::{self, SpeedBenchConfig, TaskSelection};
+    let p = protocol();
+    let dir = tempfile::tempdir().unwrap();
+    fake_data(&dir.path().join("data"));
+    let config = SpeedBenchConfig {
+        profile: "tiny".into(),
+        device: tch::Device::Cpu,
+        data_root: dir.path().join("data"),
+        drop_stand_ins: false,
+        tasks: TaskSelection::All,
+        rounds: 3,
+        iterations_per_round: 2,
+        warmup: 1,
+    };
+    let mut groups = Vec::new();
+    let record = speed_bench::run(&p, &config, &mut |g| groups.push(g.to_owned())).unwrap();
+    assert_eq!(groups.len(), 2, "one group per task x baseline: {groups:?}");
+    assert_eq!(record.arms.len(), 4, "cdan and dwl x none and gh++");
+    for arm in &record.arms {
+        assert_eq!(arm.seconds_per_100.len(), 3, "{arm:?}");
+        assert!(arm.seconds_per_100.iter().all(|s| s.is_finite() && *s > 0.0), "{arm:?}");
+        if arm.harmonizer == "none" {
+            assert!(arm.ratio_to_none.is_empty());
+        } else {
+            // Paired within each round with the same task and baseline's `none` arm.
+            let none = record.arms.iter().find(|a| a.baseline == arm.baseline && a.harmonizer == "none").unwrap();
+            let expected: Vec<f64> = arm.seconds_per_100.iter().zip(&none.seconds_per_100).map(|(x, y)| x / y).collect();
+            assert_eq!(arm.ratio_to_none, expected);
+        }
+    }
+    assert_eq!(record.arms.iter().find(|a| a.baseline == "cdan").unwrap().batch, 16, "the profile's hyperparameters");
+    let runs = dir.path().join("runs");
+    let path = speed_bench::write_record(&runs, &record).unwrap();
+    assert_eq!(path, speed_bench::record_path(&runs, "tiny"));
+    let back: speed_bench::SpeedRecord = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(back, record);
+    assert_eq!(std::fs::read_dir(runs.join("bench-speed")).unwrap().count(), 1, "no temporary file left");
+    assert!(speed_bench::render(&record).contains("cdan+gh++"));
+    // Bad requests name the fix.
+    let err = speed_bench::run(&p, &SpeedBenchConfig { tasks: TaskSelection::Only(vec!["U-M".into()]), ..config.clone() }, &mut |_| {}).unwrap_err();
+    assert!(format!("{err:#}").contains("'U-M' is not in profile tiny"), "{err:#}");
+    let err = speed_bench::run(&p, &SpeedBenchConfig { rounds: 1, ..config }, &mut |_| {}).unwrap_err();
+    assert!(format!("{err:#}").contains("--rounds"), "{err:#}");
 }
 
 #[test]

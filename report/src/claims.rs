@@ -10,6 +10,7 @@ use crate::aggregate::main_pair;
 use crate::latex::{escape, row_name};
 use crate::paper::PaperResults;
 use crate::records::CellRecord;
+use crate::speed::{Source, Speeds};
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -605,6 +606,8 @@ struct Series<'a> {
     expected: Vec<String>,
     used: Vec<&'a CellRecord>,
     left_out: Vec<String>,
+    /// Said beside the verdict (where the numbers come from).
+    extra_deviations: Vec<String>,
 }
 
 impl<'a> Series<'a> {
@@ -646,7 +649,7 @@ fn seeds_of(cells: &Cells, keys: &[(&str, &str)], task: &str) -> BTreeSet<u64> {
     keys.iter().flat_map(|(b, h)| cells.seeds(b, h, task)).collect()
 }
 
-fn series<'a>(q: &Quantity, cells: &Cells<'a>, tasks: &[String]) -> Series<'a> {
+fn series<'a>(q: &Quantity, cells: &Cells<'a>, tasks: &[String], speeds: &Speeds) -> Series<'a> {
     let mut s = Series::default();
     match q {
         Quantity::Gain { baselines, harmonizer, against, .. } => {
@@ -761,16 +764,26 @@ fn series<'a>(q: &Quantity, cells: &Cells<'a>, tasks: &[String]) -> Series<'a> {
             }
         }
         Quantity::TimeRatio { baseline, harmonizer, against, .. } => {
+            // From the published speeds (bench-speed's rounds, or cells not timed under load).
             for t in tasks {
                 let unit = unit_name(Some(baseline), t);
                 s.expected.push(unit.clone());
-                for seed in seeds_of(cells, &[(baseline, harmonizer), (baseline, against)], t) {
-                    match (cells.get(baseline, harmonizer, t, seed), cells.get(baseline, against, t, seed)) {
-                        (Some(x), Some(y)) if x.seconds_per_100_steps > 0.0 && y.seconds_per_100_steps > 0.0 => {
-                            s.put(&unit, seed, x.seconds_per_100_steps / y.seconds_per_100_steps, &[x, y])
-                        }
-                        (Some(_), Some(_)) => s.left_out.push(format!("{unit} seed {seed}: no timing recorded")),
-                        _ => s.left_out.push(format!("{unit} seed {seed}: only one of the pair ran")),
+                if against != "none" {
+                    s.left_out.push(format!("{unit}: time ratios are measured against `none` only"));
+                    continue;
+                }
+                if let Some(arm) = speeds.find(t, baseline, harmonizer) {
+                    for (k, r) in arm.ratio_to_none.iter().enumerate() {
+                        s.units.entry(unit.clone()).or_default().insert(k as u64 + 1, *r);
+                    }
+                }
+            }
+            if !s.units.is_empty() {
+                s.extra_deviations.push(speeds.source.describe());
+                if let Source::Cells { loaded_left_out, .. } = &speeds.source {
+                    s.used.extend(cells.by_key.values().filter(|r| r.baseline == *baseline && (r.harmonizer == *harmonizer || r.harmonizer == "none")));
+                    if !loaded_left_out.is_empty() {
+                        s.extra_deviations.push(format!("timed under load, left out: {}", listed(loaded_left_out, 3)));
                     }
                 }
             }
@@ -822,7 +835,7 @@ fn listed(items: &[String], at_most: usize) -> String {
 }
 
 /// Checks every claim against the records of one profile.
-pub fn evaluate(claims: &[Claim], records: &[CellRecord], paper: &PaperResults, settings: &Settings) -> Vec<Outcome> {
+pub fn evaluate(claims: &[Claim], records: &[CellRecord], speeds: &Speeds, paper: &PaperResults, settings: &Settings) -> Vec<Outcome> {
     let mut by_dataset: HashMap<&str, Cells> = HashMap::new();
     claims
         .iter()
@@ -830,7 +843,7 @@ pub fn evaluate(claims: &[Claim], records: &[CellRecord], paper: &PaperResults, 
             let dataset = claim.quantity.dataset();
             let cells = by_dataset.entry(dataset).or_insert_with(|| Cells::new(records, dataset));
             let tasks = resolve_tasks(claim.quantity.tasks(), dataset, paper);
-            let s = series(&claim.quantity, cells, &tasks);
+            let s = series(&claim.quantity, cells, &tasks, speeds);
             let Some(est) = estimate(&s.units, settings, claim_seed(settings.bootstrap_seed, &claim.id)) else {
                 let reason = if s.left_out.is_empty() { "no cells of this claim in the profile".to_owned() } else { format!("no usable pair: {}", listed(&s.left_out, 3)) };
                 return Outcome { claim: claim.clone(), estimate: None, verdict: Verdict::NotRun, reason, deviations: Vec::new() };
@@ -843,9 +856,7 @@ pub fn evaluate(claims: &[Claim], records: &[CellRecord], paper: &PaperResults, 
             if !s.left_out.is_empty() {
                 deviations.insert(format!("left out: {}", listed(&s.left_out, 3)));
             }
-            if matches!(claim.quantity, Quantity::TimeRatio { .. }) {
-                deviations.insert("timings of the grid's cells (training seconds per 100 iterations), not a controlled benchmark: other load on the machine slows either arm".to_owned());
-            }
+            deviations.extend(s.extra_deviations.iter().cloned());
             let mut est = est;
             if claim.quantity.unit() == Unit::Percent {
                 // A share of steps lies in [0, 100]; a t interval on few seeds can overshoot.

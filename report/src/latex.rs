@@ -3,6 +3,7 @@
 
 use crate::aggregate::Aggregate;
 use crate::paper::PaperResults;
+use crate::speed::Speeds;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -245,8 +246,9 @@ pub fn accuracy_table(dataset: &str, selection: Selection, aggs: &[Aggregate], p
     out
 }
 
-/// Table VI: training speed and accuracy, each baseline vs its harmonized variants.
-pub fn speed_table(dataset: &str, aggs: &[Aggregate], paper: &PaperResults, profile: &str, machine: &str) -> String {
+/// Table VI: training speed and accuracy, each baseline vs its harmonized variants. Speeds come
+/// from `speeds` (bench-speed's record, or the cells not timed under load: the caption says which).
+pub fn speed_table(dataset: &str, aggs: &[Aggregate], speeds: &Speeds, paper: &PaperResults, profile: &str) -> String {
     let aggs: Vec<&Aggregate> = aggs.iter().filter(|a| a.dataset == dataset && ["none", "gh", "gh++"].contains(&a.harmonizer.as_str())).collect();
     let order = paper.task_order(dataset);
     let tasks: Vec<String> = order.iter().filter(|t| aggs.iter().any(|a| &a.task == *t)).cloned().collect();
@@ -264,33 +266,34 @@ pub fn speed_table(dataset: &str, aggs: &[Aggregate], paper: &PaperResults, prof
         .collect();
     let _ = writeln!(
         out,
-        "\\caption{{Training speed and accuracy (\\%, last model) per baseline and harmonizer, mean over completed runs, measured on {}. \
-         s/100: training seconds per 100 iterations (evaluation excluded); s/epoch: per epoch of the run's schedule; $\\times$: time relative to the baseline without harmonization. \
+        "\\caption{{Training speed and accuracy (\\%, last model, mean over completed runs) per baseline and harmonizer. \
+         s/100: training seconds per 100 iterations, median (evaluation excluded); range: min--max; s/epoch: s/100 scaled to the run's epoch length; \
+         $\\times$: time relative to the baseline without harmonization, median of paired ratios. {}. \
          The paper's Table~VI (its epochs, its machine): {}.}}",
-        escape(machine),
+        escape(&speeds.source.describe()),
         paper_rows.join("; ")
     );
     let _ = writeln!(out, "\\label{{tab:{dataset}-speed}}");
-    let _ = writeln!(out, "\\begin{{tabular}}{{l{}}}", "rrrr".repeat(tasks.len()));
+    let _ = writeln!(out, "\\begin{{tabular}}{{l{}}}", "rrrrr".repeat(tasks.len()));
     let _ = writeln!(out, "\\toprule");
-    let group: Vec<String> = tasks.iter().map(|t| format!("\\multicolumn{{4}}{{c}}{{{}}}", task_header(t))).collect();
+    let group: Vec<String> = tasks.iter().map(|t| format!("\\multicolumn{{5}}{{c}}{{{}}}", task_header(t))).collect();
     let _ = writeln!(out, " & {} \\\\", group.join(" & "));
-    let sub: Vec<&str> = tasks.iter().flat_map(|_| ["s/100", "s/epoch", "$\\times$", "Acc."]).collect();
+    let sub: Vec<&str> = tasks.iter().flat_map(|_| ["s/100", "range", "s/epoch", "$\\times$", "Acc."]).collect();
     let _ = writeln!(out, "Method & {} \\\\", sub.join(" & "));
     let _ = writeln!(out, "\\midrule");
     for (baseline, harmonizer) in &rows {
         let mut cols = Vec::new();
         for t in &tasks {
             let a = aggs.iter().find(|a| &a.task == t && &a.baseline == baseline && &a.harmonizer == harmonizer);
-            let plain = aggs.iter().find(|a| &a.task == t && &a.baseline == baseline && a.harmonizer == "none");
+            let arm = speeds.find(t, baseline, harmonizer);
             let fmt = |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "--".into());
-            let ratio = match (a.and_then(|a| a.seconds_per_100_steps), plain.and_then(|p| p.seconds_per_100_steps)) {
-                (Some(x), Some(y)) if y > 0.0 => Some(x / y),
-                _ => None,
-            };
-            cols.push(fmt(a.and_then(|a| a.seconds_per_100_steps), 2));
-            cols.push(fmt(a.and_then(|a| a.seconds_per_epoch), 2));
-            cols.push(fmt(ratio, 2));
+            let median = arm.and_then(|x| x.median_seconds());
+            // Iterations per epoch of the run's schedule, from the cell's own two timings.
+            let per_epoch = a.and_then(|a| Some(a.seconds_per_epoch? / a.seconds_per_100_steps?));
+            cols.push(fmt(median, 2));
+            cols.push(arm.and_then(|x| crate::speed::min_max(&x.seconds_per_100)).map(|(l, h)| format!("{l:.2}--{h:.2}")).unwrap_or_else(|| "--".into()));
+            cols.push(fmt(median.zip(per_epoch).map(|(m, k)| m * k), 2));
+            cols.push(if harmonizer == "none" { "1".into() } else { fmt(arm.and_then(|x| x.median_ratio()), 2) });
             cols.push(fmt(a.and_then(|a| a.final_mean), 1));
         }
         let _ = writeln!(out, "{} & {} \\\\", escape(&row_name(baseline, harmonizer)), cols.join(" & "));

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod latex;
 pub mod paper;
 pub mod records;
+pub mod speed;
 
 use anyhow::{Context, Result};
 use latex::Selection;
@@ -34,7 +35,9 @@ pub fn generate_profile(runs: &Path, out: &Path, profile: &str) -> Result<Genera
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut files = Vec::new();
     let claims_file = claims::ClaimsFile::embedded()?;
-    let outcomes = claims::evaluate(&claims_file.claims()?, &records, &paper, &claims_file.settings);
+    let bench = speed::load_bench(runs, profile)?;
+    let speeds = speed::speeds(bench.as_ref(), &records);
+    let outcomes = claims::evaluate(&claims_file.claims()?, &records, &speeds, &paper, &claims_file.settings);
     for (name, text) in [
         ("claims.md", claims::markdown(&outcomes, profile, &claims_file.settings)),
         ("claims.tex", claims::latex(&outcomes, profile, &claims_file.settings)),
@@ -55,16 +58,14 @@ pub fn generate_profile(runs: &Path, out: &Path, profile: &str) -> Result<Genera
             std::fs::write(&path, latex::accuracy_table(dataset, selection, &aggs, &paper, &deviations, profile))?;
             files.push(path);
         }
-        let devices: BTreeSet<&str> = records.iter().filter(|r| r.dataset == *dataset).map(|r| r.device.as_str()).collect();
-        let machine = devices.into_iter().collect::<Vec<_>>().join(", ");
         let path = dir.join(format!("table_speed_{dataset}.tex"));
-        std::fs::write(&path, latex::speed_table(dataset, &aggs, &paper, profile, &machine))?;
+        std::fs::write(&path, latex::speed_table(dataset, &aggs, &speeds, &paper, profile))?;
         files.push(path);
     }
     let csv = dir.join("aggregates.csv");
     std::fs::write(&csv, aggregates_csv(&aggs))?;
     files.push(csv);
-    files.extend(charts::write_all(&dir, &records, &aggs, profile)?);
+    files.extend(charts::write_all(&dir, &records, &speeds, profile)?);
     let diverged = records.iter().filter(|r| r.diverged_at.is_some()).count();
     let index = dir.join("index.md");
     std::fs::write(&index, index_text(profile, &records, missing, diverged, &files, &dir))?;
@@ -100,7 +101,19 @@ fn index_text(profile: &str, records: &[records::CellRecord], missing: usize, di
     let _ = writeln!(out, "Files:\n");
     for f in files {
         let name = f.strip_prefix(dir).unwrap_or(f).display().to_string();
-        let _ = writeln!(out, "- `{name}`");
+        // A chart is listed once, with its caption (`<chart>.txt`).
+        if name.ends_with(".svg") || name.ends_with(".txt") {
+            continue;
+        }
+        match name.strip_suffix(".png") {
+            Some(stem) => {
+                let caption = std::fs::read_to_string(dir.join(format!("{stem}.txt"))).unwrap_or_default();
+                let _ = writeln!(out, "- `{stem}.png` / `{stem}.svg`: {}", caption.trim());
+            }
+            None => {
+                let _ = writeln!(out, "- `{name}`");
+            }
+        }
     }
     out
 }

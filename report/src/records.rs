@@ -26,6 +26,9 @@ pub struct CellRecord {
     pub best_accuracy: Option<f64>,
     pub seconds_per_epoch: f64,
     pub seconds_per_100_steps: f64,
+    /// Whether the machine was loaded when the cell was timed (`timing.json`: load averages and
+    /// suite processes at its start and end); `None` for cells recorded before that existed.
+    pub timing_loaded: Option<bool>,
     pub iterations: u64,
     pub deviations: Vec<String>,
     /// Where it ran, as recorded ("cpu (2 threads)", "cuda:0").
@@ -167,6 +170,16 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
             )
         })
         .collect();
+    let timing_loaded = match fs::read_to_string(dir.join("timing.json")) {
+        Ok(text) => {
+            let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", dir.join("timing.json").display()))?;
+            let snapshot = |key: &str| -> Result<crate::speed::LoadSnapshot> {
+                serde_json::from_value(v[key].clone()).with_context(|| format!("{}: no valid '{key}'", dir.join("timing.json").display()))
+            };
+            Some(snapshot("load_start")?.is_loaded() || snapshot("load_end")?.is_loaded())
+        }
+        Err(_) => None,
+    };
     let text_of = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     Ok(CellRecord {
         hash: text_of(&info["hash"]),
@@ -182,6 +195,7 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
         best_accuracy: f(&done["best_accuracy_oracle"]).map(|a| 100.0 * a),
         seconds_per_epoch: f(&done["seconds_per_epoch"]).unwrap_or(f64::NAN),
         seconds_per_100_steps: f(&done["seconds_per_100_steps"]).unwrap_or(f64::NAN),
+        timing_loaded,
         iterations: done["iterations"].as_u64().unwrap_or(0),
         deviations,
         device,

@@ -37,6 +37,7 @@ fn cell(baseline: &str, harmonizer: &str, task: &str, seed: u64, accuracy: f64) 
         best_accuracy: Some(accuracy),
         seconds_per_epoch: 1.0,
         seconds_per_100_steps: 10.0,
+        timing_loaded: Some(false),
         iterations: 100,
         deviations: vec!["fixture: reduced schedule".into()],
         device: "cpu".into(),
@@ -212,7 +213,7 @@ quantity = { kind = "conflict_rate", dataset = "digits", tasks = ["U-M"], baseli
             records.push(cell("gvb", "gh", task, seed, 85.0 + gain));
         }
     }
-    let outcomes = evaluate(&claims, &records, &PaperResults::embedded().unwrap(), &settings);
+    let outcomes = evaluate(&claims, &records, &report::speed::speeds(None, &records), &PaperResults::embedded().unwrap(), &settings);
 
     let o = outcome(&outcomes, "gain-reproduced");
     let e = o.estimate.as_ref().unwrap();
@@ -296,7 +297,7 @@ quantity = { kind = "gain", dataset = "digits", tasks = ["M-U"], baselines = ["m
         }
         records.push(gh);
     }
-    let outcomes = evaluate(&claims, &records, &PaperResults::embedded().unwrap(), &settings);
+    let outcomes = evaluate(&claims, &records, &report::speed::speeds(None, &records), &PaperResults::embedded().unwrap(), &settings);
     let o = &outcomes[0];
     assert_eq!(o.estimate.as_ref().unwrap().n, 3);
     assert!(o.deviations.iter().any(|d| d.contains("MCD M→U seed 4: a diverged run has no accuracy")), "{:?}", o.deviations);
@@ -360,7 +361,7 @@ quantity = { kind = "alpha_best", dataset = "digits", tasks = ["M-U"], baselines
         records.push(cell("mcd", "gh++(α=0.25)", "M-U", seed, 90.0));
         records.push(cell("mcd", "gh++(α=0.75)", "M-U", seed, 92.0));
     }
-    let outcomes = evaluate(&claims, &records, &PaperResults::embedded().unwrap(), &settings);
+    let outcomes = evaluate(&claims, &records, &report::speed::speeds(None, &records), &PaperResults::embedded().unwrap(), &settings);
     let e = outcome(&outcomes, "residual").estimate.clone().unwrap();
     assert!(close(e.mean, 25.0 / 3.0, 1e-9), "{e:?}");
     let e = outcome(&outcomes, "inner").estimate.clone().unwrap();
@@ -371,7 +372,7 @@ quantity = { kind = "alpha_best", dataset = "digits", tasks = ["M-U"], baselines
     let e = o.estimate.as_ref().unwrap();
     assert!(close(e.mean, 1.2, 1e-9) && close(e.hi, 1.2 + 0.124207, 1e-5), "{e:?}");
     assert_eq!(o.verdict, Verdict::Reproduced);
-    assert!(o.deviations.iter().any(|d| d.contains("not a controlled benchmark")));
+    assert!(o.deviations.iter().any(|d| d.contains("Speed from the grid's cells")), "{:?}", o.deviations);
     let o = outcome(&outcomes, "alpha");
     assert_eq!(o.estimate.as_ref().map(|e| e.mean), Some(1.0));
     assert_eq!(o.verdict, Verdict::Reproduced);
