@@ -68,7 +68,7 @@ pub fn generate_profile(runs: &Path, out: &Path, profile: &str) -> Result<Genera
     files.extend(charts::write_all(&dir, &records, &speeds, profile)?);
     let diverged = records.iter().filter(|r| r.diverged_at.is_some()).count();
     let index = dir.join("index.md");
-    std::fs::write(&index, index_text(profile, &records, missing, diverged, &files, &dir))?;
+    std::fs::write(&index, index_text(profile, &records, missing, diverged, &files, &dir, &speeds.source.describe()))?;
     files.push(index);
     Ok(Generated { profile: profile.to_owned(), dir, files, cells: records.len(), missing, diverged })
 }
@@ -92,12 +92,21 @@ pub fn aggregates_csv(aggs: &[aggregate::Aggregate]) -> String {
     out
 }
 
-fn index_text(profile: &str, records: &[records::CellRecord], missing: usize, diverged: usize, files: &[PathBuf], dir: &Path) -> String {
+fn index_text(profile: &str, records: &[records::CellRecord], missing: usize, diverged: usize, files: &[PathBuf], dir: &Path, speed_source: &str) -> String {
     let mut out = format!("# Report of profile `{profile}`\n\n");
     let _ = writeln!(out, "**Start here: [the paper's claims, checked](claims.md)** (verdicts with intervals; also `claims.tex`, `claims.csv` and the forest plot `claims.png` / `claims.svg`).\n");
     let _ = writeln!(out, "- finished cells: {} ({} diverged, reported as such); cells without a record yet: {missing}", records.len(), diverged);
     let _ = writeln!(out, "- accuracy tables: `table_<dataset>_last.tex` (last model) and `table_<dataset>_best.tex` (best evaluation, oracle selection on target test labels)");
-    let _ = writeln!(out, "- `table_speed_<dataset>.tex`: training speed (the paper's Table VI); `aggregates.csv`: every aggregate\n");
+    let _ = writeln!(out, "- `table_speed_<dataset>.tex`: training speed (the paper's Table VI); `aggregates.csv`: every aggregate");
+    let loaded: Vec<String> = records.iter().filter(|r| r.timing_loaded == Some(true)).map(|r| format!("{} {} {} seed {}", r.task, r.baseline, r.harmonizer, r.seed)).collect();
+    let unknown = records.iter().filter(|r| r.timing_loaded.is_none()).count();
+    let _ = writeln!(
+        out,
+        "- cells timed under load (load average above the CPU count, or another bench-suite process running): {}{}; their timings are kept in their records but never used for speed numbers or claims",
+        if loaded.is_empty() { "none".to_owned() } else { format!("{} ({})", loaded.len(), loaded.join(", ")) },
+        if unknown > 0 { format!("; {unknown} cell(s) recorded before loads were recorded") } else { String::new() }
+    );
+    let _ = writeln!(out, "- speed numbers: {}\n", speed_source);
     let _ = writeln!(out, "Files:\n");
     for f in files {
         let name = f.strip_prefix(dir).unwrap_or(f).display().to_string();

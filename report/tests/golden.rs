@@ -55,6 +55,11 @@ fn tables_carry_paper_numbers_bold_bests_and_deviations() {
     assert!(row.contains("(96.7, "), "{row}");
     assert!(table.contains("\\textbf{"), "a best value per column is bold");
     assert!(table.contains("reduced schedule") && table.contains("head\\_hidden = 32"), "deviations in the caption");
+    // The fixture's MCD+GH M→U seed 2 was timed under load (its timing.json): named, and left out of the speeds.
+    let index = std::fs::read_to_string(g.dir.join("index.md")).unwrap();
+    assert!(index.contains("timed under load (load average above the CPU count, or another bench-suite process running): 1 (M-U mcd gh seed 2)"), "{index}");
+    let speed = std::fs::read_to_string(g.dir.join("table_speed_digits.tex")).unwrap();
+    assert!(speed.contains("1 cell(s) timed under load left out"), "{speed}");
     let best = std::fs::read_to_string(g.dir.join("table_digits_best.tex")).unwrap();
     assert!(best.contains("oracle selection"));
 }
