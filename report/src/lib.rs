@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod charts;
+pub mod check;
 pub mod claims;
 pub mod latex;
 pub mod paper;

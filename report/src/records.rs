@@ -76,27 +76,52 @@ pub fn profiles(runs: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// A cell the profile's manifest lists (runnable in the build that wrote it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestCell {
+    pub hash: String,
+    pub dataset: String,
+    pub task: String,
+    pub baseline: String,
+    pub harmonizer: String,
+    pub seed: u64,
+    /// Whether its `done` marker exists.
+    pub done: bool,
+}
+
+/// The cells of a profile's manifest (`<runs>/profiles/<profile>.json`).
+pub fn manifest(runs: &Path, profile: &str) -> Result<Vec<ManifestCell>> {
+    let path = runs.join("profiles").join(format!("{profile}.json"));
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {} (run `bench-suite run --profile {profile}` first)", path.display()))?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let cells = v["cells"].as_array().with_context(|| format!("{}: no 'cells' list", path.display()))?;
+    let text_of = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    Ok(cells
+        .iter()
+        .filter(|c| !c["hash"].as_str().unwrap_or_default().is_empty()) // not runnable in that build
+        .map(|c| {
+            let hash = text_of(&c["hash"]);
+            ManifestCell {
+                done: runs.join("cells").join(&hash).join("done").is_file(),
+                hash,
+                dataset: text_of(&c["dataset"]),
+                task: text_of(&c["task"]),
+                baseline: text_of(&c["baseline"]),
+                harmonizer: text_of(&c["harmonizer"]),
+                seed: c["seed"].as_u64().unwrap_or(0),
+            }
+        })
+        .collect())
+}
+
 /// The profile's finished cells, plus the number of its cells without a record yet.
 pub fn load_profile(runs: &Path, profile: &str) -> Result<(Vec<CellRecord>, usize)> {
-    let manifest = runs.join("profiles").join(format!("{profile}.json"));
-    let text = fs::read_to_string(&manifest).with_context(|| format!("reading {} (run `bench-suite run --profile {profile}` first)", manifest.display()))?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", manifest.display()))?;
-    let cells = v["cells"].as_array().with_context(|| format!("{}: no 'cells' list", manifest.display()))?;
+    let cells = manifest(runs, profile)?;
     let mut records = Vec::new();
-    let mut missing = 0;
-    for c in cells {
-        let hash = c["hash"].as_str().unwrap_or_default();
-        if hash.is_empty() {
-            continue; // not runnable in the build that wrote the manifest
-        }
-        let dir = runs.join("cells").join(hash);
-        if !dir.join("done").is_file() {
-            missing += 1;
-            continue;
-        }
-        records.push(load_cell(&dir)?);
+    for c in cells.iter().filter(|c| c.done) {
+        records.push(load_cell(&runs.join("cells").join(&c.hash))?);
     }
-    Ok((records, missing))
+    Ok((records, cells.iter().filter(|c| !c.done).count()))
 }
 
 fn read_json(path: &Path) -> Result<Value> {

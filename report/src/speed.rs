@@ -66,6 +66,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// A few words: where the numbers come from.
+    pub fn short(&self) -> &'static str {
+        match self {
+            Source::Bench { .. } => "bench-speed",
+            Source::Cells { .. } => "grid cells not timed under load",
+        }
+    }
+
     /// One sentence for captions and claim deviations.
     pub fn describe(&self) -> String {
         match self {
