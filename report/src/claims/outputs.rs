@@ -1,0 +1,245 @@
+//! claims.md (the table a person reads first), claims.csv and claims.tex.
+
+use super::{dataset_name, ClaimType, Claim, Estimate, Outcome, Settings, Unit, Verdict};
+use crate::latex::escape;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+fn paper_text(c: &Claim) -> String {
+    let unit = c.quantity.unit();
+    match (c.kind, c.paper) {
+        (ClaimType::Value, Some(p)) if c.tolerance > 0.0 => format!("{} ± {}", unit.format(p), unit.format(c.tolerance).trim_start_matches('+')),
+        (_, Some(p)) => unit.format(p),
+        (_, None) => format!("{} {}", if c.sign > 0.0 { ">" } else { "<" }, unit.format(unit.null()).trim_start_matches('+')),
+    }
+}
+
+fn interval_text(unit: Unit, e: &Estimate) -> String {
+    if e.lo.is_finite() && e.hi.is_finite() {
+        format!("[{}, {}]", unit.format(e.lo), unit.format(e.hi))
+    } else {
+        "(one value: no interval)".to_owned()
+    }
+}
+
+fn n_text(e: &Estimate) -> String {
+    if e.n == e.units * e.min_seeds {
+        format!("{}×{}", e.units, e.min_seeds)
+    } else {
+        format!("{} ({} units)", e.n, e.units)
+    }
+}
+
+/// Distinct deviations of the checked claims, numbered in order of first appearance.
+fn numbered_deviations(outcomes: &[Outcome]) -> Vec<String> {
+    let mut list: Vec<String> = Vec::new();
+    for o in outcomes {
+        for d in &o.deviations {
+            if !list.contains(d) {
+                list.push(d.clone());
+            }
+        }
+    }
+    list
+}
+
+fn deviation_refs(o: &Outcome, list: &[String]) -> String {
+    let mut refs: Vec<usize> = o.deviations.iter().filter_map(|d| list.iter().position(|x| x == d)).map(|i| i + 1).collect();
+    refs.sort_unstable();
+    refs.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+}
+
+pub fn counts(outcomes: &[Outcome]) -> BTreeMap<Verdict, usize> {
+    let mut c = BTreeMap::new();
+    for o in outcomes {
+        *c.entry(o.verdict).or_insert(0) += 1;
+    }
+    c
+}
+
+fn summary_line(outcomes: &[Outcome]) -> String {
+    let c = counts(outcomes);
+    [Verdict::Reproduced, Verdict::NotReproduced, Verdict::Inconclusive, Verdict::NotRun]
+        .iter()
+        .map(|v| format!("{} {}", c.get(v).copied().unwrap_or(0), v.label()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The checked claims as a markdown table (the part the README quotes), with the numbered deviations.
+pub fn markdown_table(outcomes: &[Outcome]) -> String {
+    let checked: Vec<&Outcome> = outcomes.iter().filter(|o| o.estimate.is_some()).collect();
+    let owned: Vec<Outcome> = checked.iter().map(|o| (*o).clone()).collect();
+    let devs = numbered_deviations(&owned);
+    let mut out = String::new();
+    let _ = writeln!(out, "| Claim | Source | Paper | Ours, 95% interval | n | Verdict | Dev. |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for o in &checked {
+        let e = o.estimate.as_ref().expect("checked");
+        let unit = o.claim.quantity.unit();
+        let _ = writeln!(
+            out,
+            "| `{}`: {} | {} | {} | {} {} ({}) | {} | **{}**: {} | {} |",
+            o.claim.id,
+            o.claim.statement.replace('|', "/"),
+            o.claim.source,
+            paper_text(&o.claim),
+            unit.format(e.mean),
+            interval_text(unit, e),
+            e.method.short(),
+            n_text(e),
+            o.verdict.label(),
+            o.reason,
+            deviation_refs(o, &devs)
+        );
+    }
+    if !devs.is_empty() {
+        let _ = writeln!(out, "\nDeviations and coverage:\n");
+        for (i, d) in devs.iter().enumerate() {
+            let _ = writeln!(out, "{}. {d}", i + 1);
+        }
+    }
+    out
+}
+
+/// `claims.md`: the table a person reads first.
+pub fn markdown(outcomes: &[Outcome], profile: &str, settings: &Settings) -> String {
+    let mut out = format!("# The paper's claims, checked on profile `{profile}`\n\n");
+    let _ = writeln!(out, "{}.\n", summary_line(outcomes));
+    let _ = writeln!(
+        out,
+        "Each quantity is computed per unit (a baseline × task, or a task) and seed; gains are paired by seed \
+         (same initialisation and data order), last model. Intervals at {:.0}%: `t` = t interval over the seeds of \
+         one unit; `boot` = percentile bootstrap over units and the seeds within them ({} resamples, where a claim \
+         averages several units). n = units × seeds. Verdicts: fewer than {} seeds per unit (unless the claim sets its own minimum) → inconclusive; a \
+         directional claim is *reproduced* when the interval excludes 0 (1× for ratios) on the paper's side, *not \
+         reproduced* when it excludes the paper's value and the estimate has the other sign; a value claim is \
+         reproduced when the interval meets the paper's value ± its tolerance, inconclusive when the interval is \
+         too wide. Intervals of shares of steps are clipped to [0%, 100%]. Claims and rules: `report/paper_claims.toml`.\n",
+        100.0 * settings.confidence,
+        settings.bootstrap_resamples,
+        settings.min_seeds
+    );
+    if outcomes.iter().any(|o| o.estimate.is_some()) {
+        out.push_str(&markdown_table(outcomes));
+    } else {
+        let _ = writeln!(out, "No claim has cells in this profile.");
+    }
+    let not_run: Vec<&Outcome> = outcomes.iter().filter(|o| o.estimate.is_none()).collect();
+    if !not_run.is_empty() {
+        let _ = writeln!(out, "\n## Not run in this profile ({})\n", not_run.len());
+        let mut by_dataset: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for o in &not_run {
+            by_dataset.entry(o.claim.quantity.dataset()).or_default().push(o.claim.id.as_str());
+        }
+        for (d, ids) in by_dataset {
+            let _ = writeln!(out, "- {}: {}", dataset_name(d), ids.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "));
+        }
+    }
+    let mut notes: Vec<(String, Vec<&str>)> = Vec::new();
+    for o in outcomes {
+        for n in &o.claim.notes {
+            match notes.iter_mut().find(|(x, _)| x == n) {
+                Some((_, ids)) => ids.push(&o.claim.id),
+                None => notes.push((n.clone(), vec![&o.claim.id])),
+            }
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(out, "\n## Notes on the paper's statements\n");
+        for (n, ids) in notes {
+            let shown: Vec<String> = ids.iter().take(3).map(|i| format!("`{i}`")).collect();
+            let more = if ids.len() > 3 { format!(" and {} more", ids.len() - 3) } else { String::new() };
+            let _ = writeln!(out, "- {n} ({}{more})", shown.join(", "));
+        }
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// `claims.csv`: every claim, checked or not.
+pub fn csv(outcomes: &[Outcome]) -> String {
+    let mut out = String::from("id,source,type,unit,paper,tolerance,estimate,lo,hi,n,units,min_seeds,method,verdict,reason,deviations\n");
+    let num = |v: Option<f64>| v.filter(|x| x.is_finite()).map(|x| format!("{x:.6}")).unwrap_or_default();
+    for o in outcomes {
+        let e = o.estimate.as_ref();
+        let fields = [
+            o.claim.id.clone(),
+            o.claim.source.clone(),
+            match o.claim.kind {
+                ClaimType::Directional => "directional".into(),
+                ClaimType::Value => "value".into(),
+            },
+            o.claim.quantity.unit().key().to_owned(),
+            num(o.claim.paper),
+            num(Some(o.claim.tolerance)),
+            num(e.map(|e| e.mean)),
+            num(e.map(|e| e.lo)),
+            num(e.map(|e| e.hi)),
+            e.map(|e| e.n.to_string()).unwrap_or_default(),
+            e.map(|e| e.units.to_string()).unwrap_or_default(),
+            e.map(|e| e.min_seeds.to_string()).unwrap_or_default(),
+            e.map(|e| e.method.describe()).unwrap_or_default(),
+            o.verdict.label().to_owned(),
+            o.reason.clone(),
+            o.deviations.join(" | "),
+        ];
+        let _ = writeln!(out, "{}", fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+    }
+    out
+}
+
+/// `claims.tex`: the checked claims as a booktabs table.
+pub fn latex(outcomes: &[Outcome], profile: &str, settings: &Settings) -> String {
+    let checked: Vec<&Outcome> = outcomes.iter().filter(|o| o.estimate.is_some()).collect();
+    let owned: Vec<Outcome> = checked.iter().map(|o| (*o).clone()).collect();
+    let devs = numbered_deviations(&owned);
+    let mut out = String::new();
+    let _ = writeln!(out, "% Generated by `report` from the runs of profile {profile}; do not edit by hand.");
+    let _ = writeln!(out, "\\begin{{table*}}[t]");
+    let _ = writeln!(out, "\\centering\\small");
+    let dev_text: Vec<String> = devs.iter().enumerate().map(|(i, d)| format!("({}) {}", i + 1, escape(d))).collect();
+    let _ = writeln!(
+        out,
+        "\\caption{{The paper's claims checked on our runs ({}). Estimates with {:.0}\\% intervals: t over seeds (one unit) or a bootstrap over units and seeds; n = units $\\times$ seeds. Not run here: {} claims (claims.md). Deviations: {}}}",
+        escape(&summary_line(outcomes)),
+        100.0 * settings.confidence,
+        outcomes.len() - checked.len(),
+        if dev_text.is_empty() { "none.".to_owned() } else { dev_text.join("; ") }
+    );
+    let _ = writeln!(out, "\\label{{tab:claims}}");
+    let _ = writeln!(out, "\\begin{{tabular}}{{p{{6.2cm}}lllllc}}");
+    let _ = writeln!(out, "\\toprule");
+    let _ = writeln!(out, "Claim & Source & Paper & Ours & 95\\% interval & n & Verdict \\\\");
+    let _ = writeln!(out, "\\midrule");
+    for o in &checked {
+        let e = o.estimate.as_ref().expect("checked");
+        let unit = o.claim.quantity.unit();
+        let refs = deviation_refs(o, &devs);
+        let refs = if refs.is_empty() { String::new() } else { format!("$^{{{refs}}}$") };
+        let _ = writeln!(
+            out,
+            "{} & {} & {} & {} & {} & {} & {}{} \\\\",
+            escape(&o.claim.statement),
+            escape(&o.claim.source),
+            escape(&paper_text(&o.claim)),
+            escape(&unit.format(e.mean)),
+            escape(&interval_text(unit, e)),
+            escape(&n_text(e)),
+            escape(o.verdict.label()),
+            refs
+        );
+    }
+    let _ = writeln!(out, "\\bottomrule");
+    let _ = writeln!(out, "\\end{{tabular}}");
+    let _ = writeln!(out, "\\end{{table*}}");
+    out
+}
+

@@ -1,0 +1,259 @@
+//! A claim's quantity, per unit (a baseline × task, or a task) and seed, from the run records and
+//! the published speeds.
+
+use super::stats::mean;
+use super::{listed, Quantity, Tasks};
+use crate::aggregate::main_pair;
+use crate::latex::row_name;
+use crate::paper::PaperResults;
+use crate::records::CellRecord;
+use crate::speed::{Source, Speeds};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The cells of one dataset, by (baseline, harmonizer label, task, seed).
+pub(super) struct Cells<'a> {
+    by_key: HashMap<(&'a str, &'a str, &'a str, u64), &'a CellRecord>,
+}
+
+impl<'a> Cells<'a> {
+    pub(super) fn new(records: &'a [CellRecord], dataset: &str) -> Cells<'a> {
+        let mut by_key = HashMap::new();
+        for r in records.iter().filter(|r| r.dataset == dataset) {
+            by_key.entry((r.baseline.as_str(), r.harmonizer.as_str(), r.task.as_str(), r.seed)).or_insert(r);
+        }
+        Cells { by_key }
+    }
+
+    fn get(&self, baseline: &str, harmonizer: &str, task: &str, seed: u64) -> Option<&'a CellRecord> {
+        self.by_key.get(&(baseline, harmonizer, task, seed)).copied()
+    }
+
+    /// Seeds with a cell of (baseline, harmonizer, task).
+    fn seeds(&self, baseline: &str, harmonizer: &str, task: &str) -> BTreeSet<u64> {
+        self.by_key.keys().filter(|k| k.0 == baseline && k.1 == harmonizer && k.2 == task).map(|k| k.3).collect()
+    }
+
+    /// GH++ cells of (baseline, task, seed) by alpha: the released rule, whole-model weights.
+    fn by_alpha(&self, baseline: &str, task: &str, seed: u64) -> BTreeMap<u64, &'a CellRecord> {
+        let mut out = BTreeMap::new();
+        for (k, r) in &self.by_key {
+            let alpha_only = k.1 == "gh++" || k.1.strip_prefix("gh++(α=").is_some_and(|q| !q.contains(','));
+            if k.0 == baseline && k.2 == task && k.3 == seed && r.harmonizer_method == "gh++" && alpha_only {
+                out.insert(r.alpha.to_bits(), *r);
+            }
+        }
+        out
+    }
+}
+
+/// Per unit, per seed values, with the records they came from and what was left out.
+#[derive(Default)]
+pub(super) struct Series<'a> {
+    pub(super) units: BTreeMap<String, BTreeMap<u64, f64>>,
+    pub(super) expected: Vec<String>,
+    pub(super) used: Vec<&'a CellRecord>,
+    pub(super) left_out: Vec<String>,
+    /// Said beside the verdict (where the numbers come from).
+    pub(super) extra_deviations: Vec<String>,
+}
+
+impl<'a> Series<'a> {
+    fn put(&mut self, unit: &str, seed: u64, value: f64, from: &[&'a CellRecord]) {
+        self.units.entry(unit.to_owned()).or_default().insert(seed, value);
+        self.used.extend_from_slice(from);
+    }
+}
+
+pub(super) fn resolve_tasks(tasks: &Tasks, dataset: &str, paper: &PaperResults) -> Vec<String> {
+    match tasks {
+        Tasks::List(v) => v.clone(),
+        Tasks::Average(a) => {
+            let all = paper.task_order(dataset);
+            if a.as_str() == "Avg‡" {
+                let excluded = paper.avg_dagger_excludes(dataset).unwrap_or_default();
+                all.into_iter().filter(|t| !excluded.contains(t)).collect()
+            } else {
+                all
+            }
+        }
+    }
+}
+
+fn accuracy(r: &CellRecord) -> Option<f64> {
+    r.final_accuracy.filter(|_| r.diverged_at.is_none())
+}
+
+fn unit_name(baseline: Option<&str>, task: &str) -> String {
+    let t = task.replace('-', "→");
+    match baseline {
+        Some(b) => format!("{} {t}", row_name(b, "none")),
+        None => t,
+    }
+}
+
+/// Seeds run for any of these cells (the union; a seed missing one of them is left out and said).
+fn seeds_of(cells: &Cells, keys: &[(&str, &str)], task: &str) -> BTreeSet<u64> {
+    keys.iter().flat_map(|(b, h)| cells.seeds(b, h, task)).collect()
+}
+
+pub(super) fn series<'a>(q: &Quantity, cells: &Cells<'a>, tasks: &[String], speeds: &Speeds) -> Series<'a> {
+    let mut s = Series::default();
+    match q {
+        Quantity::Gain { baselines, harmonizer, against, .. } => {
+            for b in baselines {
+                for t in tasks {
+                    let unit = unit_name(Some(b), t);
+                    s.expected.push(unit.clone());
+                    for seed in seeds_of(cells, &[(b, harmonizer), (b, against)], t) {
+                        match (cells.get(b, harmonizer, t, seed), cells.get(b, against, t, seed)) {
+                            (Some(x), Some(y)) => match (accuracy(x), accuracy(y)) {
+                                (Some(ax), Some(ay)) => s.put(&unit, seed, ax - ay, &[x, y]),
+                                _ => s.left_out.push(format!("{unit} seed {seed}: a diverged run has no accuracy")),
+                            },
+                            _ => s.left_out.push(format!("{unit} seed {seed}: only one of the pair ran")),
+                        }
+                    }
+                }
+            }
+        }
+        Quantity::GainContrast { higher, lower, harmonizers, .. } => {
+            for t in tasks {
+                let unit = unit_name(None, t);
+                s.expected.push(unit.clone());
+                let keys: Vec<(&str, &str)> = higher.iter().chain(lower).flat_map(|b| std::iter::once("none").chain(harmonizers.iter().map(String::as_str)).map(move |h| (b.as_str(), h))).collect();
+                for seed in seeds_of(cells, &keys, t) {
+                    let mut from = Vec::new();
+                    let mut gain = |b: &str| -> Option<f64> {
+                        let base = cells.get(b, "none", t, seed)?;
+                        from.push(base);
+                        let mut g = Vec::new();
+                        for h in harmonizers {
+                            let r = cells.get(b, h, t, seed)?;
+                            from.push(r);
+                            g.push(accuracy(r)? - accuracy(base)?);
+                        }
+                        Some(mean(&g))
+                    };
+                    let hi: Option<Vec<f64>> = higher.iter().map(|b| gain(b)).collect();
+                    let lo: Option<Vec<f64>> = lower.iter().map(|b| gain(b)).collect();
+                    match (hi, lo) {
+                        (Some(hi), Some(lo)) => s.put(&unit, seed, mean(&hi) - mean(&lo), &from),
+                        _ => s.left_out.push(format!("{unit} seed {seed}: a cell is missing or diverged")),
+                    }
+                }
+            }
+        }
+        Quantity::ConflictRate { baseline, harmonizer, .. } => {
+            for t in tasks {
+                let unit = unit_name(Some(baseline), t);
+                s.expected.push(unit.clone());
+                for seed in cells.seeds(baseline, harmonizer, t) {
+                    let r = cells.get(baseline, harmonizer, t, seed).expect("listed seed");
+                    match r.pairs.get(main_pair(baseline)).and_then(|p| p.conflict_rate) {
+                        Some(c) => s.put(&unit, seed, 100.0 * c, &[r]),
+                        None => s.left_out.push(format!("{unit} seed {seed}: no conflict rate recorded")),
+                    }
+                }
+            }
+        }
+        Quantity::ConflictContrast { higher, lower, .. } => {
+            for t in tasks {
+                let unit = unit_name(None, t);
+                s.expected.push(unit.clone());
+                let keys: Vec<(&str, &str)> = higher.iter().chain(lower).map(|b| (b.as_str(), "none")).collect();
+                for seed in seeds_of(cells, &keys, t) {
+                    let mut from = Vec::new();
+                    let mut rate = |b: &str| -> Option<f64> {
+                        let r = cells.get(b, "none", t, seed)?;
+                        from.push(r);
+                        r.pairs.get(main_pair(b))?.conflict_rate.map(|c| 100.0 * c)
+                    };
+                    let hi: Option<Vec<f64>> = higher.iter().map(|b| rate(b)).collect();
+                    let lo: Option<Vec<f64>> = lower.iter().map(|b| rate(b)).collect();
+                    match (hi, lo) {
+                        (Some(hi), Some(lo)) => s.put(&unit, seed, mean(&hi) - mean(&lo), &from),
+                        _ => s.left_out.push(format!("{unit} seed {seed}: a baseline run or its conflict rate is missing")),
+                    }
+                }
+            }
+        }
+        Quantity::ResidualConflicts { baseline, harmonizer, .. } => {
+            let pair = main_pair(baseline);
+            for t in tasks {
+                let unit = unit_name(Some(baseline), t);
+                s.expected.push(unit.clone());
+                for seed in cells.seeds(baseline, harmonizer, t) {
+                    let r = cells.get(baseline, harmonizer, t, seed).expect("listed seed");
+                    let after: Vec<f64> = r.telemetry.iter().filter(|x| x.pair == pair).filter_map(|x| x.d_after).filter(|d| d.is_finite()).collect();
+                    if after.is_empty() {
+                        s.left_out.push(format!("{unit} seed {seed}: no harmonized inner products recorded"));
+                    } else {
+                        let negative = after.iter().filter(|d| **d < 0.0).count();
+                        s.put(&unit, seed, 100.0 * negative as f64 / after.len() as f64, &[r]);
+                    }
+                }
+            }
+        }
+        Quantity::InnerProductMean { baseline, .. } => {
+            let pair = main_pair(baseline);
+            for t in tasks {
+                let unit = unit_name(Some(baseline), t);
+                s.expected.push(unit.clone());
+                for seed in cells.seeds(baseline, "none", t) {
+                    let r = cells.get(baseline, "none", t, seed).expect("listed seed");
+                    let d: Vec<f64> = r.telemetry.iter().filter(|x| x.pair == pair && x.d.is_finite()).map(|x| x.d).collect();
+                    if d.is_empty() {
+                        s.left_out.push(format!("{unit} seed {seed}: no inner products recorded"));
+                    } else {
+                        s.put(&unit, seed, mean(&d), &[r]);
+                    }
+                }
+            }
+        }
+        Quantity::TimeRatio { baseline, harmonizer, against, .. } => {
+            // From the published speeds (bench-speed's rounds, or cells not timed under load).
+            for t in tasks {
+                let unit = unit_name(Some(baseline), t);
+                s.expected.push(unit.clone());
+                if against != "none" {
+                    s.left_out.push(format!("{unit}: time ratios are measured against `none` only"));
+                    continue;
+                }
+                if let Some(arm) = speeds.find(t, baseline, harmonizer) {
+                    for (k, r) in arm.ratio_to_none.iter().enumerate() {
+                        s.units.entry(unit.clone()).or_default().insert(k as u64 + 1, *r);
+                    }
+                }
+            }
+            if !s.units.is_empty() {
+                s.extra_deviations.push(speeds.source.describe());
+                if let Source::Cells { loaded_left_out, .. } = &speeds.source {
+                    s.used.extend(cells.by_key.values().filter(|r| r.baseline == *baseline && (r.harmonizer == *harmonizer || r.harmonizer == "none")));
+                    if !loaded_left_out.is_empty() {
+                        s.extra_deviations.push(format!("timed under load, left out: {}", listed(loaded_left_out, 3)));
+                    }
+                }
+            }
+        }
+        Quantity::AlphaBest { baselines, best, .. } => {
+            for b in baselines {
+                for t in tasks {
+                    let unit = unit_name(Some(b), t);
+                    s.expected.push(unit.clone());
+                    let seeds: BTreeSet<u64> = cells.by_key.keys().filter(|k| k.0 == b && k.2 == t && k.1.starts_with("gh++")).map(|k| k.3).collect();
+                    for seed in seeds {
+                        let runs = cells.by_alpha(b, t, seed);
+                        let at_best = runs.get(&best.to_bits()).and_then(|r| accuracy(r));
+                        let others: Vec<f64> = runs.iter().filter(|(a, _)| **a != best.to_bits()).filter_map(|(_, r)| accuracy(r)).collect();
+                        match at_best {
+                            Some(x) if !others.is_empty() => s.put(&unit, seed, x - mean(&others), &runs.values().copied().collect::<Vec<_>>()),
+                            _ => s.left_out.push(format!("{unit} seed {seed}: needs a completed run at alpha {best} and at another alpha")),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    s
+}
+
