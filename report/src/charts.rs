@@ -191,12 +191,9 @@ pub struct SpeedData {
 
 /// Per baseline × harmonizer: the median of its timings pooled over tasks, and their range.
 pub fn speed_data(speeds: &Speeds) -> Option<SpeedData> {
-    let mut baselines: Vec<String> = Vec::new();
-    for b in BASELINE_ORDER.iter().chain(speeds.arms.iter().map(|a| a.baseline.as_str()).collect::<Vec<_>>().iter()) {
-        if speeds.arms.iter().any(|a| a.baseline == *b) && !baselines.iter().any(|x| x == b) {
-            baselines.push((*b).to_owned());
-        }
-    }
+    // The paper's baseline order; baselines it does not know after them.
+    let mut baselines: Vec<String> = speeds.arms.iter().map(|a| a.baseline.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    baselines.sort_by_key(|b| BASELINE_ORDER.iter().position(|x| x == b).unwrap_or(BASELINE_ORDER.len()));
     let mut bars = Vec::new();
     for (bi, b) in baselines.iter().enumerate() {
         for h in ["none", "gh", "gh++"] {
