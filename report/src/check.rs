@@ -106,7 +106,7 @@ pub fn check(runs: &Path, thresholds: &ThresholdsFile) -> Result<Vec<CheckRow>> 
     let mut rows = Vec::new();
     for profile in profiles {
         let manifest = records::manifest(runs, profile)?;
-        let (records, _) = records::load_profile(runs, profile)?;
+        let records = records::load_done(runs, &manifest)?;
         let bench = speed::load_bench(runs, profile)?;
         let speeds = speed::speeds(bench.as_ref(), &records);
         for g in thresholds.group.iter().filter(|g| g.profile == profile) {
@@ -233,7 +233,7 @@ pub fn junit(rows: &[CheckRow]) -> String {
 /// median, status as observed.
 pub fn propose(runs: &Path, profile: &str, commit: &str, date: &str) -> Result<ThresholdsFile> {
     let manifest = records::manifest(runs, profile)?;
-    let (records, _) = records::load_profile(runs, profile)?;
+    let records = records::load_done(runs, &manifest)?;
     let bench = speed::load_bench(runs, profile)?;
     let speeds = speed::speeds(bench.as_ref(), &records);
     let mut groups: BTreeMap<(String, String, String, String), Vec<&CellRecord>> = BTreeMap::new();

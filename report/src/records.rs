@@ -117,11 +117,12 @@ pub fn manifest(runs: &Path, profile: &str) -> Result<Vec<ManifestCell>> {
 /// The profile's finished cells, plus the number of its cells without a record yet.
 pub fn load_profile(runs: &Path, profile: &str) -> Result<(Vec<CellRecord>, usize)> {
     let cells = manifest(runs, profile)?;
-    let mut records = Vec::new();
-    for c in cells.iter().filter(|c| c.done) {
-        records.push(load_cell(&runs.join("cells").join(&c.hash))?);
-    }
-    Ok((records, cells.iter().filter(|c| !c.done).count()))
+    Ok((load_done(runs, &cells)?, cells.iter().filter(|c| !c.done).count()))
+}
+
+/// The records of the manifest's finished cells.
+pub fn load_done(runs: &Path, cells: &[ManifestCell]) -> Result<Vec<CellRecord>> {
+    cells.iter().filter(|c| c.done).map(|c| load_cell(&runs.join("cells").join(&c.hash))).collect()
 }
 
 fn read_json(path: &Path) -> Result<Value> {
