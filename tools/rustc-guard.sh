@@ -6,7 +6,7 @@
 if [ "$CARGO_PKG_NAME" = "torch-sys" ] && [ -z "$GH_SUITE_BUILD" ]; then
   cat >&2 <<'MSG'
 
-  error: this workspace links libtorch from the project's own venv (.venv, torch==2.13.0),
+  error: this workspace links libtorch from the project's own venv (.venv, torch==2.11.0),
          which plain `cargo build` does not set up.
 
   Run instead (from the repository root):

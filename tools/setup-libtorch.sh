@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs PyTorch 2.13.0 (the libtorch that tch 0.26 links against) into the project-local venv,
+# Installs PyTorch 2.11.0 (the libtorch that tch 0.24 links against) into the project-local venv,
 # and the Python packages of the reference implementations under tools/reference/ (safetensors and
 # numpy, which its torch API needs, to exchange tensors with the Rust tests). The same PyPI torch wheel serves CPU-only and CUDA
 # machines (~4.7 GB with its CUDA libraries). Idempotent: once stamps prove a verified install,
@@ -8,12 +8,12 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="${GH_VENV:-$root/.venv}"
-version=2.13.0
+version=2.11.0
 stamp="$venv/.torch-$version.ok"
-# torchvision must match torch (0.28.0 pairs with 2.13.0); pillow and torchvision for the image
+# torchvision must match torch (0.26.0 pairs with 2.11.0); pillow and torchvision for the image
 # pipeline's reference (tools/reference/image_transforms.py, tools/bench_input_torchvision.py),
 # scikit-image for the sample photographs of `bench-suite bench-input`.
-reference_packages=(safetensors==0.8.0 numpy==2.4.6 torchvision==0.28.0 pillow==13.0.0 scikit-image==0.26.0)
+reference_packages=(safetensors==0.8.0 numpy==2.4.6 torchvision==0.26.0 pillow==13.0.0 scikit-image==0.26.0)
 reference_stamp="$venv/.reference-$(printf '%s_' "${reference_packages[@]}").ok"
 
 die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
@@ -52,14 +52,19 @@ if [[ ! -x $venv/bin/python ]]; then
   "$python" -m venv "$venv" || die "'$python -m venv $venv' failed. On Debian/Ubuntu install python3-venv; then rerun."
 fi
 
-echo "setup: installing torch==$version into $venv (first time only; about 4.7 GB with CUDA libraries)"
+previous=$("$venv/bin/python" -W ignore -c 'import torch; print(torch.__version__)' 2>/dev/null || true)
+if [[ -n $previous && ${previous%%+*} != "$version" ]]; then
+  echo "setup: $venv holds torch $previous; this checkout pins torch==$version (tch 0.24): replacing it"
+else
+  echo "setup: installing torch==$version into $venv (first time only; about 4.7 GB with CUDA libraries)"
+fi
 "$venv/bin/python" -m pip install --disable-pip-version-check "torch==$version" \
   || die "pip could not install torch==$version into $venv. Check access to PyPI (pip config list) and free disk space (df -h $venv), then rerun."
 
 torch_dir=$("$venv/bin/python" -W ignore -c 'import torch, os; print(os.path.dirname(torch.__file__))') \
   || die "torch was installed but 'import torch' fails in $venv; remove $venv and rerun."
 installed=$("$venv/bin/python" -W ignore -c 'import torch; print(torch.__version__.split("+")[0])')
-[[ $installed == "$version" ]] || die "$venv holds torch $installed, tch 0.26 needs $version. Remove $venv and rerun."
+[[ $installed == "$version" ]] || die "$venv holds torch $installed, tch 0.24 needs $version. Remove $venv and rerun."
 [[ -e $torch_dir/lib/libtorch_cpu.so ]] || die "no libtorch_cpu.so under $torch_dir/lib; remove $venv and rerun."
 
 # A stable name for libtorch, whatever the Python version inside the venv.

@@ -1,0 +1,165 @@
+//! tools/gpu-smoke.sh, the script of `cargo make gpu-bundle`, on a CPU machine: its setup checks
+//! (no bundle, a PyTorch of another version, no CUDA) and its verdicts, with a stand-in bundle
+//! whose `bench-suite` writes the run records it is told to, and a stand-in Python whose
+//! `import torch` reports what each case needs. The real bundle on a real GPU is checked by hand
+//! (README, "GPU smoke bundle"), since the test machines have no GPU.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn write_executable(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A bundle folder: the real script, a stand-in binary, real (tiny) data files with their sums.
+/// `mcd_status` is the status the stand-in writes into MCD's run record.
+fn stand_in_bundle(dir: &Path, mcd_status: &str) -> PathBuf {
+    let bundle = dir.join("gpu-bundle");
+    std::fs::create_dir_all(bundle.join("bin")).unwrap();
+    std::fs::copy(root().join("tools/gpu-smoke.sh"), bundle.join("gpu-smoke.sh")).unwrap();
+    std::fs::write(bundle.join("MANIFEST"), "commit=abc123\nbuilt=2026-11-29T00:00:00Z\ntorch=2.11.0\n").unwrap();
+    // run-one: writes a summary line into --out/run.jsonl (diverged for MCD when asked).
+    write_executable(
+        &bundle.join("bin/bench-suite"),
+        &format!(
+            r#"#!/usr/bin/env bash
+echo "stand-in bench-suite $*"
+[ "$1" = run-one ] || exit 0
+method= out=
+while [ $# -gt 0 ]; do case "$1" in --method) method=$2; shift 2;; --out) out=$2; shift 2;; *) shift;; esac; done
+mkdir -p "$out"
+if [ "$method" = mcd ] && [ "{mcd_status}" = diverged ]; then
+  echo '{{"event":"summary","status":"diverged","iteration":7,"reason":"loss is NaN","iterations":7,"final_accuracy":null,"seconds_per_100_steps":1.0}}' > "$out/run.jsonl"
+else
+  echo '{{"event":"summary","status":"completed","iterations":20,"final_accuracy":0.5,"seconds_per_100_steps":1.0}}' > "$out/run.jsonl"
+fi
+"#
+        ),
+    );
+    for (domain, name) in [("mnist", "train-images-idx3-ubyte"), ("mnist", "train-labels-idx1-ubyte")] {
+        let folder = bundle.join("data").join(domain);
+        std::fs::create_dir_all(&folder).unwrap();
+        let raw = dir.join(name);
+        std::fs::write(&raw, format!("{name} bytes")).unwrap();
+        let gz = Command::new("gzip").arg("-c").arg(&raw).output().unwrap();
+        std::fs::write(folder.join(format!("{name}.gz")), gz.stdout).unwrap();
+    }
+    std::fs::create_dir_all(bundle.join("data/usps")).unwrap();
+    std::fs::write(bundle.join("data/usps/usps.t.bz2"), "usps bytes").unwrap();
+    for domain in ["mnist", "usps"] {
+        let names: &[&str] = if domain == "mnist" { &["train-images-idx3-ubyte", "train-labels-idx1-ubyte"] } else { &["usps.t.bz2"] };
+        let source = if domain == "mnist" { dir.to_path_buf() } else { bundle.join("data/usps") };
+        let sums = Command::new("sha256sum").args(names).current_dir(source).output().unwrap();
+        std::fs::write(bundle.join("data").join(domain).join("SHA256SUMS"), sums.stdout).unwrap();
+    }
+    bundle
+}
+
+/// A Python whose `-c` probe reports the given torch version and CUDA state; anything else goes to
+/// the real python3 (the script's run-record check).
+fn stand_in_python(dir: &Path, torch_version: &str, cuda: bool) -> PathBuf {
+    let lib = dir.join("torch/lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("libtorch_cpu.so"), "").unwrap();
+    std::fs::write(lib.join("libtorch_cuda.so"), "").unwrap();
+    let python = dir.join("python");
+    write_executable(
+        &python,
+        &format!(
+            "#!/usr/bin/env bash\nfor a in \"$@\"; do if [ \"$a\" = -c ]; then printf '%s\\n' {torch_version} {lib} {cuda} 13.0 'Stand-in GPU'; exit 0; fi; done\nexec python3 \"$@\"\n",
+            lib = lib.display(),
+            cuda = u8::from(cuda)
+        ),
+    );
+    python
+}
+
+fn smoke(bundle: &Path, python: &Path, envs: &[(&str, &str)]) -> (Output, String) {
+    let mut command = Command::new("bash");
+    command.arg(bundle.join("gpu-smoke.sh")).env("PYTHON", python).env_remove("GH_SMOKE_DEVICE");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let output = command.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output, text)
+}
+
+#[test]
+fn an_incomplete_bundle_says_how_to_rebuild_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(root().join("tools/gpu-smoke.sh"), dir.path().join("gpu-smoke.sh")).unwrap();
+    let python = stand_in_python(dir.path(), "2.11.0", true);
+    let (output, text) = smoke(dir.path(), &python, &[]);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("cargo make gpu-bundle"), "{text}");
+}
+
+#[test]
+fn another_torch_version_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = stand_in_bundle(dir.path(), "completed");
+    let python = stand_in_python(dir.path(), "2.13.0", true);
+    let (output, text) = smoke(&bundle, &python, &[]);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("PyTorch is 2.13.0, the bundle was linked against 2.11.0"), "{text}");
+    assert!(text.contains("pip install torch==2.11.0"), "{text}");
+    assert!(!text.contains("stand-in bench-suite run-one"), "nothing runs after a refused setup: {text}");
+}
+
+#[test]
+fn without_cuda_it_says_so_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = stand_in_bundle(dir.path(), "completed");
+    let python = stand_in_python(dir.path(), "2.11.0", false);
+    let (output, text) = smoke(&bundle, &python, &[]);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("no CUDA device visible"), "{text}");
+    assert!(!text.contains("stand-in bench-suite run-one"), "{text}");
+}
+
+#[test]
+fn every_step_runs_and_each_verdict_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = stand_in_bundle(dir.path(), "completed");
+    let python = stand_in_python(dir.path(), "2.11.0", false);
+    let (output, text) = smoke(&bundle, &python, &[("GH_SMOKE_DEVICE", "cpu"), ("GH_SMOKE_ITERS", "20")]);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    for step in ["bench-step LeNet", "cdan GH++ M-U 20 it", "mcd GH++ M-U 20 it", "ResNet-50 iteration"] {
+        let line = text.lines().find(|l| l.trim_start().starts_with(step) && l.trim_end().ends_with("ok"));
+        assert!(line.is_some(), "no passing summary line for {step}: {text}");
+    }
+    assert!(text.contains("completed 20 iterations, target accuracy 50.00 %"), "{text}");
+    assert!(text.contains("--device cpu") && text.contains("--batch 2"), "{text}");
+    assert!(text.contains("all steps passed"), "{text}");
+}
+
+#[test]
+fn a_diverged_run_fails_the_smoke_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = stand_in_bundle(dir.path(), "diverged");
+    let python = stand_in_python(dir.path(), "2.11.0", false);
+    let (output, text) = smoke(&bundle, &python, &[("GH_SMOKE_DEVICE", "cpu"), ("GH_SMOKE_ITERS", "20")]);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let mcd = text.lines().find(|l| l.trim_start().starts_with("mcd GH++ M-U")).unwrap_or_else(|| panic!("{text}"));
+    assert!(mcd.contains("FAIL (status diverged: loss is NaN)"), "{mcd}");
+    assert!(text.contains("FAILED"), "{text}");
+}
+
+#[test]
+fn damaged_data_is_caught_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = stand_in_bundle(dir.path(), "completed");
+    std::fs::write(bundle.join("data/usps/usps.t.bz2"), "other bytes").unwrap();
+    let python = stand_in_python(dir.path(), "2.11.0", false);
+    let (output, text) = smoke(&bundle, &python, &[("GH_SMOKE_DEVICE", "cpu")]);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("do not match their checksums"), "{text}");
+    assert!(!text.contains("stand-in bench-suite run-one"), "{text}");
+}
