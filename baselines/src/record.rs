@@ -129,4 +129,7 @@ impl RunObserver for Tee<'_> {
         self.0.progress(i);
         self.1.progress(i);
     }
+    fn stop_requested(&self) -> Option<String> {
+        self.0.stop_requested().or_else(|| self.1.stop_requested())
+    }
 }

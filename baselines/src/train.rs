@@ -87,6 +87,20 @@ pub trait RunObserver {
     }
     /// Called after every iteration (progress bars).
     fn progress(&mut self, _iteration: u64) {}
+    /// Checked after every iteration: a reason stops the run with a [`RunStopped`] error (a grid
+    /// worker told to stop, or one that lost its cell to another worker).
+    fn stop_requested(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The error of a run stopped from outside (see [`RunObserver::stop_requested`]): not a failure of
+/// the run, which is left to be run again.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped at iteration {iteration}: {reason}")]
+pub struct RunStopped {
+    pub iteration: u64,
+    pub reason: String,
 }
 
 /// Observer that ignores everything.
@@ -299,6 +313,9 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
             evaluations.push(eval);
         }
         observer.progress(done);
+        if let Some(reason) = observer.stop_requested() {
+            return Err(RunStopped { iteration: done, reason }.into());
+        }
     }
     let completed = status == RunStatus::Completed;
     let last = evaluations.last().filter(|_| completed);

@@ -13,6 +13,9 @@ use tch::Device;
 /// Shows a run's progress: iterations, ETA, the last evaluation.
 pub struct ProgressObserver {
     bar: ProgressBar,
+    stop: Option<Box<dyn Fn() -> Option<String>>>,
+    events: Option<crate::runner::EventSink>,
+    last_event: Option<std::time::Instant>,
 }
 
 impl ProgressObserver {
@@ -24,12 +27,23 @@ impl ProgressObserver {
                 .progress_chars("=> "),
         );
         bar.set_prefix(label.to_owned());
-        ProgressObserver { bar }
+        ProgressObserver { bar, stop: None, events: None, last_event: None }
+    }
+
+    /// Also reports progress as events (at most a few per second).
+    pub fn events(self, sink: Option<crate::runner::EventSink>) -> Self {
+        ProgressObserver { events: sink, ..self }
+    }
+
+    /// Asks `reason` after every iteration; a reason stops the run (see `RunObserver::stop_requested`).
+    pub fn stop_when(self, reason: impl Fn() -> Option<String> + 'static) -> Self {
+        ProgressObserver { stop: Some(Box::new(reason)), ..self }
     }
 
     /// Shows the bar inside a group of bars (the grid's).
     pub fn attach(self, multi: &indicatif::MultiProgress) -> Self {
-        ProgressObserver { bar: multi.add(self.bar) }
+        let bar = multi.add(self.bar.clone());
+        ProgressObserver { bar, ..self }
     }
 
     pub fn finish(&self) {
@@ -45,6 +59,17 @@ impl RunObserver for ProgressObserver {
 
     fn progress(&mut self, iteration: u64) {
         self.bar.set_position(iteration);
+        if let Some(sink) = &self.events {
+            let now = std::time::Instant::now();
+            if self.last_event.is_none_or(|t| now.duration_since(t).as_millis() >= 250) {
+                self.last_event = Some(now);
+                sink(serde_json::json!({"event": "progress", "iteration": iteration}));
+            }
+        }
+    }
+
+    fn stop_requested(&self) -> Option<String> {
+        self.stop.as_ref().and_then(|f| f())
     }
 }
 

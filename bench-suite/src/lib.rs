@@ -1,6 +1,7 @@
 //! Library behind the `bench-suite` binary: the protocol file, grid expansion, executing a run,
 //! and the step benchmark.
 
+pub mod claim;
 pub mod execute;
 pub mod grid;
 pub mod input_bench;
@@ -8,5 +9,8 @@ pub mod iteration_bench;
 pub mod load;
 pub mod protocol;
 pub mod runner;
+pub mod slurm;
 pub mod speed_bench;
+pub mod status;
 pub mod step_bench;
+pub mod workers;

@@ -245,7 +245,10 @@ enum Command {
         #[command(flatten)]
         grid: GridArgs,
     },
-    /// Run a profile's pending cells (resumable: done cells are skipped, interrupted ones restarted)
+    /// Run a profile's pending cells (resumable: done cells are skipped, interrupted ones restarted).
+    /// Any number of runs may share one runs folder, on one machine or many (NFS included): each
+    /// claims a cell before training it, so none trains twice. SIGTERM / Ctrl-C stop the cell in
+    /// training and leave it pending (exit status 3)
     Run {
         #[command(flatten)]
         grid: GridArgs,
@@ -255,7 +258,24 @@ enum Command {
         /// No progress bars
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        workers: WorkerArgs,
     },
+    /// The state of a profile's cells in a runs folder: done, running (host, pid, since, last
+    /// heartbeat), stale claims, failed (with the error), pending
+    Status {
+        #[command(flatten)]
+        grid: GridArgs,
+        /// A claim whose heartbeat is older than this counts as stale (seconds; as for `run`)
+        #[arg(long, default_value_t = 300.0)]
+        claim_timeout: f64,
+        /// List every pending cell too
+        #[arg(long)]
+        all: bool,
+    },
+    /// Run a profile on a cluster
+    #[command(subcommand)]
+    Launch(LaunchCommand),
     /// The main job's fetch and run steps: picks the profile (paper with CUDA, digits-cpu without),
     /// fetches its data, runs its cells (then `report` writes tables and plots)
     ReproduceAll {
@@ -274,7 +294,54 @@ enum Command {
         /// No progress bars
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        workers: WorkerArgs,
     },
+}
+
+#[derive(clap::Args, Clone)]
+struct WorkerArgs {
+    /// Worker processes on this machine, each claiming cells until none is pending (with --gpus:
+    /// workers per GPU, e.g. 4 for the small digits networks)
+    #[arg(long)]
+    workers: Option<usize>,
+    /// One worker per GPU: all, or CUDA device indices such as 0,1,3 (each worker sees only its GPU)
+    #[arg(long, value_name = "all|LIST")]
+    gpus: Option<String>,
+    /// CPU threads of this worker (libtorch and image decoding). Default: all cores, or the cores
+    /// divided among the workers of --workers / --gpus
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Seconds without a heartbeat after which another worker takes a cell's claim over (a dead
+    /// worker on this host is noticed at once)
+    #[arg(long, default_value_t = 300.0)]
+    claim_timeout: f64,
+    /// Seconds between a worker's heartbeats on its claim
+    #[arg(long, default_value_t = 15.0)]
+    heartbeat: f64,
+    /// Progress as JSON lines on stdout (for the process that started this worker)
+    #[arg(long, hide = true)]
+    events: bool,
+}
+
+impl WorkerArgs {
+    fn timing(&self) -> Result<bench_suite::claim::ClaimTiming> {
+        anyhow::ensure!(
+            self.heartbeat > 0.0 && self.claim_timeout > 2.0 * self.heartbeat,
+            "--claim-timeout ({} s) must exceed twice --heartbeat ({} s), or live workers would lose their cells",
+            self.claim_timeout,
+            self.heartbeat
+        );
+        Ok(bench_suite::claim::ClaimTiming { heartbeat: std::time::Duration::from_secs_f64(self.heartbeat), timeout: std::time::Duration::from_secs_f64(self.claim_timeout) })
+    }
+}
+
+#[derive(Subcommand)]
+enum LaunchCommand {
+    /// Submit a Slurm job array whose tasks run workers that claim the profile's pending cells
+    /// until none is left or their time is nearly up; run again to submit only what is still
+    /// pending. The sbatch script comes from a template file (bench-suite/templates/slurm-array.sbatch)
+    Slurm(bench_suite::slurm::SlurmArgs),
 }
 
 #[derive(clap::Args)]
@@ -324,6 +391,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()) {
+        if e.downcast_ref::<StoppedBySignal>().is_some() {
+            eprintln!("bench-suite: {e}");
+            std::process::exit(3);
+        }
         eprintln!("bench-suite: error: {e:#}");
         std::process::exit(1);
     }
@@ -341,30 +412,161 @@ fn bench_speed(protocol: &Protocol, config: &bench_suite::speed_bench::SpeedBenc
     Ok(())
 }
 
-fn run_grid(protocol: &Protocol, profile: &str, grid: &GridArgs, device: tch::Device, shard: Option<(usize, usize)>, data_root: &std::path::Path, quiet: bool) -> Result<()> {
+/// The error of a run stopped by a signal (exit status 3: cells remain pending; a requeued or later
+/// run finishes them).
+#[derive(Debug)]
+struct StoppedBySignal;
+
+impl std::fmt::Display for StoppedBySignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped by a signal; the cell in training was left pending (run again to finish the grid)")
+    }
+}
+
+impl std::error::Error for StoppedBySignal {}
+
+/// SIGTERM, SIGINT and SIGUSR1 (Slurm's usual pre-timeout signal) set the returned flag; a second
+/// SIGINT or SIGTERM ends the process at once.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone()).context("installing a signal handler")?;
+        signal_hook::flag::register(signal, flag.clone()).context("installing a signal handler")?;
+    }
+    signal_hook::flag::register(SIGUSR1, flag.clone()).context("installing a signal handler")?;
+    Ok(flag)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_grid(protocol: &Protocol, profile: &str, grid: &GridArgs, device: tch::Device, shard: Option<(usize, usize)>, data_root: &std::path::Path, quiet: bool, workers: &WorkerArgs) -> Result<()> {
     let runs = Runs::new(&grid.runs);
+    let timing = workers.timing()?;
+    let shutdown = stop_on_signals()?;
+    if workers.workers.is_some() || workers.gpus.is_some() {
+        return run_workers(protocol, profile, grid, data_root, quiet, workers, shutdown);
+    }
+    if let Some(t) = workers.threads {
+        anyhow::ensure!(t > 0, "--threads must be at least 1");
+        tch::set_num_threads(t as i32);
+    }
     let plan = runner::plan(protocol, profile, &runs, device, grid.no_stand_ins)?;
-    print!("{}", runner::render_plan(&plan, &runs, shard).lines().take(5).collect::<Vec<_>>().join("\n"));
-    println!();
-    let options = RunOptions { data_root: data_root.to_path_buf(), device, shard, show_progress: !quiet, max_cells: None, drop_stand_ins: grid.no_stand_ins };
+    if !workers.events {
+        print!("{}", runner::render_plan(&plan, &runs, shard).lines().take(5).collect::<Vec<_>>().join("\n"));
+        println!();
+    }
+    let events: Option<runner::EventSink> = workers.events.then(|| {
+        std::sync::Arc::new(|event: serde_json::Value| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{event}");
+            let _ = out.flush();
+        }) as runner::EventSink
+    });
+    let options = RunOptions {
+        shard,
+        show_progress: !quiet,
+        drop_stand_ins: grid.no_stand_ins,
+        claim_timing: timing,
+        shutdown,
+        decode_threads: workers.threads,
+        events,
+        ..RunOptions::new(data_root, device)
+    };
     let report = runner::run(protocol, profile, &runs, &options)?;
-    println!(
+    // With --events, stdout carries only events: the summary goes to stderr.
+    let say = |line: String| if workers.events { eprintln!("{line}") } else { println!("{line}") };
+    say(format!(
         "grid {profile}: ran {} cell(s) in {}, {} already done, {} not runnable in this build{}",
         report.ran,
         runner::human_duration(report.seconds),
         report.skipped_done,
         report.unsupported,
         if report.restarted_incomplete > 0 { format!(", {} interrupted cell(s) restarted", report.restarted_incomplete) } else { String::new() }
-    );
+    ));
+    if report.done_elsewhere + report.busy + report.failed_elsewhere > 0 {
+        say(format!(
+            "  other workers: {} cell(s) published by them, {} in training by them (left to them; a claim without heartbeat for {} s is taken over by the next run), {} failed in them",
+            report.done_elsewhere,
+            report.busy,
+            timing.timeout.as_secs(),
+            report.failed_elsewhere
+        ));
+    }
     for d in &report.diverged {
-        println!("  diverged (a result, reported as such): {d}");
+        say(format!("  diverged (a result, reported as such): {d}"));
+    }
+    for l in &report.lost {
+        say(format!("  lost to another worker (its claim went stale; nothing published by this one): {l}"));
     }
     for (cell, err) in &report.failed {
-        println!("  FAILED {cell}: {err}");
+        say(format!("  FAILED {cell}: {err}"));
     }
-    println!("records: {}/cells; profile manifest: {}/profiles/{profile}.json", runs.root().display(), runs.root().display());
+    say(format!("records: {}/cells; profile manifest: {}/profiles/{profile}.json", runs.root().display(), runs.root().display()));
     if !report.failed.is_empty() {
         anyhow::bail!("{} cell(s) failed; fix the cause and rerun (done cells are kept)", report.failed.len());
+    }
+    if report.stopped.is_some() {
+        return Err(StoppedBySignal.into());
+    }
+    Ok(())
+}
+
+/// `run --workers N` / `--gpus`: this process starts the workers and shows their progress.
+fn run_workers(protocol: &Protocol, profile: &str, grid: &GridArgs, data_root: &std::path::Path, quiet: bool, workers: &WorkerArgs, shutdown: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
+    use bench_suite::workers;
+    let gpus = match &workers.gpus {
+        Some(text) => Some(workers::parse_gpus(text, tch::Cuda::device_count().max(0) as usize)?),
+        None => None,
+    };
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let mut slots = workers::slots(gpus.as_deref(), visible.as_deref(), workers.workers.unwrap_or(1), &grid.device, cores)?;
+    if let Some(t) = workers.threads {
+        anyhow::ensure!(t > 0, "--threads must be at least 1");
+        slots.iter_mut().for_each(|s| s.threads = t);
+    }
+    let runs = Runs::new(&grid.runs);
+    let plan = runner::plan(protocol, profile, &runs, tch::Device::Cpu, grid.no_stand_ins)?;
+    let pending = plan.count(|s| matches!(s, runner::CellState::Pending | runner::CellState::Failed(_)));
+    println!(
+        "run: profile {profile}, {pending} cell(s) pending under {}; {} worker(s): {}",
+        runs.root().display(),
+        slots.len(),
+        slots.iter().map(|s| format!("{} ({} thread(s))", s.label, s.threads)).collect::<Vec<_>>().join(", ")
+    );
+    let mut args: Vec<String> = Vec::new();
+    if let Some(p) = std::env::args().collect::<Vec<_>>().windows(2).find(|w| w[0] == "--protocol").map(|w| w[1].clone()) {
+        args.extend(["--protocol".into(), p]);
+    }
+    args.extend(["run".into(), "--profile".into(), profile.to_owned(), "--runs".into(), grid.runs.display().to_string()]);
+    args.extend(["--data-root".into(), data_root.display().to_string()]);
+    args.extend(["--claim-timeout".into(), workers.claim_timeout.to_string(), "--heartbeat".into(), workers.heartbeat.to_string()]);
+    if let Some(shard) = &grid.shard {
+        args.extend(["--shard".into(), shard.clone()]);
+    }
+    if grid.no_stand_ins {
+        args.push("--no-stand-ins".into());
+    }
+    let exe = std::env::current_exe().context("locating this executable to start the workers")?;
+    let started = std::time::Instant::now();
+    let outcome = workers::supervise(&exe, &args, &slots, !quiet, shutdown)?;
+    println!(
+        "run: {} cell(s) published ({} diverged), {} failed, {} lost to other workers, in {}",
+        outcome.ran,
+        outcome.diverged,
+        outcome.failed,
+        outcome.lost,
+        runner::human_duration(started.elapsed().as_secs_f64())
+    );
+    if !outcome.crashed.is_empty() {
+        anyhow::bail!("worker(s) ended with an error: {} (their messages are above)", outcome.crashed.join(", "));
+    }
+    if outcome.failed > 0 {
+        anyhow::bail!("{} cell(s) failed; `bench-suite status --profile {profile}` shows the errors; fix the cause and rerun", outcome.failed);
+    }
+    if outcome.stopped {
+        return Err(StoppedBySignal.into());
     }
     Ok(())
 }
@@ -658,13 +860,27 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", runner::render_plan(&plan, &runs, shard));
             Ok(())
         }
-        Command::Run { grid, data_root, quiet } => {
+        Command::Run { grid, data_root, quiet, workers } => {
             let protocol = load_protocol(&cli.protocol)?;
-            let (profile, device, shard, why) = grid.resolve(&protocol, true)?;
-            eprintln!("run: {why}");
-            run_grid(&protocol, &profile, &grid, device, shard, &data_root, quiet)
+            // The workers' parent needs no device of its own (--gpus counts the GPUs itself).
+            let (profile, device, shard, why) = grid.resolve(&protocol, workers.workers.is_none() && workers.gpus.is_none())?;
+            if !workers.events {
+                eprintln!("run: {why}");
+            }
+            run_grid(&protocol, &profile, &grid, device, shard, &data_root, quiet, &workers)
         }
-        Command::ReproduceAll { grid, data_root, mirrors, out, quiet } => {
+        Command::Status { grid, claim_timeout, all } => {
+            let protocol = load_protocol(&cli.protocol)?;
+            let (profile, device, _, _) = grid.resolve(&protocol, false)?;
+            let timing = bench_suite::claim::ClaimTiming { timeout: std::time::Duration::from_secs_f64(claim_timeout), ..Default::default() };
+            print!("{}", bench_suite::status::render(&protocol, &profile, &Runs::new(&grid.runs), device, grid.no_stand_ins, timing, all)?);
+            Ok(())
+        }
+        Command::Launch(LaunchCommand::Slurm(args)) => {
+            let protocol = load_protocol(&cli.protocol)?;
+            bench_suite::slurm::launch(&protocol, cli.protocol.as_deref(), &args)
+        }
+        Command::ReproduceAll { grid, data_root, mirrors, out, quiet, workers } => {
             let protocol = load_protocol(&cli.protocol)?;
             let (profile, device, shard, why) = grid.resolve(&protocol, true)?;
             println!("reproduce-all: {why} on {}", baselines::device::describe(device));
@@ -674,7 +890,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let started = std::time::Instant::now();
             fetch_for_profile(&protocol, &profile, &data_root, &mirrors, quiet)?;
-            let grid_result = run_grid(&protocol, &profile, &grid, device, shard, &data_root, quiet);
+            let grid_result = run_grid(&protocol, &profile, &grid, device, shard, &data_root, quiet, &workers);
             // Speed from a controlled benchmark, not from the cells' wall clocks (one task per
             // dataset for profiles that need a GPU: the cost depends on the protocol, not the pair).
             let speed_result = if grid_result.is_ok() {

@@ -5,13 +5,18 @@
 //! <runs>/cells/<hash>/run.jsonl      its run record
 //! <runs>/cells/<hash>/done           marker with the summary (written before the folder appears)
 //! <runs>/cells/.tmp-<hash>-<pid>/    a cell in progress (removed and restarted by a rerun)
-//! <runs>/cells/.failed-<hash>.txt    the error of a cell that failed (retried by a rerun)
+//! <runs>/cells/.tmp-<hash>-<owner>/  a cell in progress (removed and restarted once its claim is gone)
+//! <runs>/cells/.claims/<hash>.claim  which worker trains the cell now (see claim.rs)
+//! <runs>/cells/.failed-<hash>.txt    the error of a cell that failed (retried by a later run)
+//! <runs>/claims.log                  claim events of every worker (claimed, taken over, published)
 //! <runs>/profiles/<profile>.json     the profile's cells (what `report` reads)
 //! ```
 //!
 //! A cell's folder is named by a hash of its full configuration and appears by an atomic rename
-//! once complete, so a kill at any moment loses at most the cell in progress.
+//! once complete, so a kill at any moment loses at most the cell in progress. Any number of
+//! workers may run one profile on one runs folder at once: each claims a cell before training it.
 
+use crate::claim::{self, Claim, ClaimTiming, Claims, Worker};
 use crate::execute::{self, ProgressObserver};
 use crate::grid::{self, Cell};
 use crate::protocol::Protocol;
@@ -25,7 +30,9 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 use tch::Device;
 
 /// Hash of a cell's full configuration and the suite's version (its folder name): a new release
@@ -149,6 +156,28 @@ impl Runs {
         self.cell_dir(hash).join("done").is_file()
     }
 
+    /// The error of the cell's last failure, if it failed.
+    pub fn failure(&self, hash: &str) -> Option<String> {
+        fs::read_to_string(self.failed_file(hash)).ok()
+    }
+
+    /// Whether the cell failed (in some worker) after `since`.
+    fn failed_since(&self, hash: &str, since: SystemTime) -> bool {
+        fs::metadata(self.failed_file(hash)).and_then(|m| m.modified()).is_ok_and(|t| t >= since)
+    }
+
+    /// Removes every in-progress folder of a cell (called by the worker that just claimed it).
+    fn remove_tmp_folders(&self, hash: &str) -> Result<()> {
+        let prefix = format!(".tmp-{hash}-");
+        let Ok(entries) = fs::read_dir(self.cells_dir()) else { return Ok(()) };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                fs::remove_dir_all(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Summaries of every finished cell (for cost estimates).
     /// Summaries of the finished cells that ran on `device_kind` ("cpu" or "cuda", read from the
     /// device recorded in each run's first line).
@@ -168,17 +197,28 @@ impl Runs {
             .collect()
     }
 
-    /// Removes folders of cells that were in progress when a previous run stopped.
-    fn clear_incomplete(&self) -> Result<usize> {
+    /// Removes folders of cells in progress whose worker is gone (no live claim of theirs), and
+    /// cell folders without a `done` marker (left by versions before claims).
+    fn clear_incomplete(&self, claims: &Claims) -> Result<usize> {
         let Ok(entries) = fs::read_dir(self.cells_dir()) else { return Ok(0) };
         let mut n = 0;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let stale_tmp = name.starts_with(".tmp-");
+            let orphan_tmp = name.strip_prefix(".tmp-").is_some_and(|rest| {
+                let (hash, owner) = rest.split_once('-').unwrap_or((rest, ""));
+                !claims.held_by_owner_tag(hash, owner)
+            });
             let no_marker = !name.starts_with('.') && e.path().is_dir() && !e.path().join("done").is_file();
-            if stale_tmp || no_marker {
+            if orphan_tmp || no_marker {
                 fs::remove_dir_all(e.path()).with_context(|| format!("removing incomplete cell {}", e.path().display()))?;
                 n += 1;
+            }
+        }
+        // A worker killed between publishing a cell and releasing its claim leaves a stale claim
+        // on a done cell: nobody would ever take it over.
+        for view in claims.all() {
+            if view.stale.is_some() && self.is_done(&view.hash) {
+                claims.remove_stale(&view.hash);
             }
         }
         Ok(n)
@@ -187,7 +227,8 @@ impl Runs {
     fn write_profile(&self, profile: &str, cells: &[CellInfo]) -> Result<()> {
         let path = self.root.join("profiles").join(format!("{profile}.json"));
         fs::create_dir_all(path.parent().unwrap())?;
-        let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
+        // Workers on several hosts may write it at once: a temporary name of this process, then a rename.
+        let tmp = path.with_extension(format!("json.tmp.{}.{}", claim::hostname(), std::process::id()));
         fs::write(&tmp, serde_json::to_string_pretty(&serde_json::json!({"profile": profile, "cells": cells}))?)?;
         fs::rename(&tmp, &path)?;
         Ok(())
@@ -246,7 +287,7 @@ pub fn plan(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, dro
             CellState::Unsupported(why.clone())
         } else if runs.is_done(&info.hash) {
             CellState::Done
-        } else if let Ok(err) = fs::read_to_string(runs.failed_file(&info.hash)) {
+        } else if let Some(err) = runs.failure(&info.hash) {
             CellState::Failed(err.lines().next().unwrap_or("").to_owned())
         } else {
             CellState::Pending
@@ -284,6 +325,35 @@ pub struct RunOptions {
     /// Stop after this many cells (tests use it to simulate an interruption).
     pub max_cells: Option<usize>,
     pub drop_stand_ins: bool,
+    /// Heartbeat and stale timeout of cell claims.
+    pub claim_timing: ClaimTiming,
+    /// Set (by SIGTERM, SIGINT or Slurm's pre-timeout signal) to stop the cell in training and
+    /// leave it pending.
+    pub shutdown: Arc<AtomicBool>,
+    /// CPU threads for image decoding (default: all cores).
+    pub decode_threads: Option<usize>,
+    /// Machine-readable progress (`run --events`, read by the process that started this worker).
+    pub events: Option<EventSink>,
+}
+
+/// Receives a worker's progress events (JSON objects with an "event" field).
+pub type EventSink = Arc<dyn Fn(serde_json::Value) + Send + Sync>;
+
+impl RunOptions {
+    pub fn new(data_root: &Path, device: Device) -> RunOptions {
+        RunOptions {
+            data_root: data_root.to_path_buf(),
+            device,
+            shard: None,
+            show_progress: false,
+            max_cells: None,
+            drop_stand_ins: false,
+            claim_timing: ClaimTiming::default(),
+            shutdown: Arc::new(AtomicBool::new(false)),
+            decode_threads: None,
+            events: None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -295,13 +365,26 @@ pub struct RunReport {
     pub diverged: Vec<String>,
     pub restarted_incomplete: usize,
     pub seconds: f64,
+    /// Cells that other live workers were training (left to them).
+    pub busy: usize,
+    /// Cells that another worker published while this one ran.
+    pub done_elsewhere: usize,
+    /// Cells that failed in another worker during this run (not retried by this one).
+    pub failed_elsewhere: usize,
+    /// Cells this worker lost to another (its claim was taken over while it stalled).
+    pub lost: Vec<String>,
+    /// Stopped by a signal: the cell in training was left pending.
+    pub stopped: Option<String>,
 }
 
-/// Runs the profile's pending cells (those of this shard), in plan order.
+/// Runs the profile's pending cells (those of this shard), in plan order, claiming each first:
+/// cells that other workers hold are left to them, stale claims are taken over.
 pub fn run(protocol: &Protocol, profile: &str, runs: &Runs, options: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
+    let started_at = SystemTime::now();
     fs::create_dir_all(runs.cells_dir()).with_context(|| format!("creating {}", runs.cells_dir().display()))?;
-    let mut report = RunReport { restarted_incomplete: runs.clear_incomplete()?, ..Default::default() };
+    let claims = Claims::new(runs.root(), Worker::this_process(), options.claim_timing)?;
+    let mut report = RunReport { restarted_incomplete: runs.clear_incomplete(&claims)?, ..Default::default() };
     let plan = plan(protocol, profile, runs, options.device, options.drop_stand_ins)?;
     runs.write_profile(profile, &plan.cells.iter().map(|c| c.info.clone()).collect::<Vec<_>>())?;
     let mine: Vec<&PlannedCell> = plan
@@ -325,68 +408,176 @@ pub fn run(protocol: &Protocol, profile: &str, runs: &Runs, options: &RunOptions
             .expect("valid template")
             .progress_chars("=> "),
     );
+    let emit = |event: serde_json::Value| {
+        if let Some(sink) = &options.events {
+            sink(event);
+        }
+    };
     let mut data_cache: HashMap<String, TaskData> = HashMap::new();
     let mut spent_estimate = 0.0;
+    let mut attempted = 0;
     for (k, cell) in todo.iter().enumerate() {
-        if options.max_cells.is_some_and(|m| k >= m) {
+        spent_estimate += cell.estimate.unwrap_or(60.0);
+        grid_bar.set_position((spent_estimate - cell.estimate.unwrap_or(60.0)).min(total_estimate).ceil() as u64);
+        if options.shutdown.load(Ordering::Relaxed) {
+            report.stopped = Some("a stop signal arrived".into());
+            break;
+        }
+        if options.max_cells.is_some_and(|m| attempted >= m) {
             break;
         }
         let info = &cell.info;
-        let spec = info.spec.as_ref().expect("pending cells have a spec");
-        grid_bar.set_message(format!("cell {}/{}: {}", k + 1, todo.len(), info.label()));
-        // Image cells of one task differ in their transforms (per baseline): part of the key.
-        let key = format!("{}|{:?}|{:?}", spec.task.name(), spec.stand_ins, spec.images);
-        if !data_cache.contains_key(&key) {
-            match execute::load_data(spec, &options.data_root, &Default::default(), options.device) {
-                Ok(d) => {
-                    data_cache.insert(key.clone(), d);
-                }
-                Err(e) => {
-                    let msg = format!("{e:#}");
-                    let _ = fs::write(runs.failed_file(&info.hash), &msg);
-                    report.failed.push((info.label(), msg));
-                    continue;
-                }
-            }
+        if runs.is_done(&info.hash) {
+            report.done_elsewhere += 1;
+            continue;
         }
-        let data = &data_cache[&key];
-        let tmp = runs.cells_dir().join(format!(".tmp-{}-{}", info.hash, std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
-        let mut progress = ProgressObserver::new(spec.schedule.iterations, &format!("  {} {}", info.baseline, info.harmonizer), options.show_progress).attach(&multi);
-        let load_start = LoadSnapshot::now();
-        let outcome = execute::execute(spec, data, &options.data_root, options.device, &tmp, &mut progress);
-        let load_end = LoadSnapshot::now();
-        progress.finish();
-        match outcome {
-            Ok((summary, _)) => {
-                fs::write(tmp.join("cell.json"), serde_json::to_string_pretty(info)?)?;
-                // What else ran while this cell was timed (the report keeps loaded timings out of speed claims).
-                fs::write(tmp.join("timing.json"), serde_json::to_string_pretty(&serde_json::json!({ "load_start": load_start, "load_end": load_end }))?)?;
-                fs::write(tmp.join("done"), serde_json::to_string_pretty(&summary)?)?;
-                let target = runs.cell_dir(&info.hash);
-                if target.exists() {
-                    fs::remove_dir_all(&target)?;
-                }
-                fs::rename(&tmp, &target).with_context(|| format!("publishing {}", target.display()))?;
-                let _ = fs::remove_file(runs.failed_file(&info.hash));
+        if runs.failed_since(&info.hash, started_at) {
+            report.failed_elsewhere += 1;
+            continue;
+        }
+        let Some(claim) = claims.try_claim(&info.hash, &info.label())? else {
+            report.busy += 1;
+            continue;
+        };
+        // Published by another worker between the check above and the claim.
+        if runs.is_done(&info.hash) {
+            claim.release("released: already published");
+            report.done_elsewhere += 1;
+            continue;
+        }
+        attempted += 1;
+        grid_bar.set_message(format!("cell {}/{}: {}", k + 1, todo.len(), info.label()));
+        let iterations = info.spec.as_ref().map_or(0, |s| s.schedule.iterations);
+        emit(serde_json::json!({"event": "cell-start", "label": info.label(), "hash": info.hash, "iterations": iterations}));
+        let end = |outcome: &str, error: Option<&str>| serde_json::json!({"event": "cell-end", "label": info.label(), "hash": info.hash, "outcome": outcome, "error": error});
+        match run_claimed_cell(runs, info, &claim, options, &multi, &mut data_cache) {
+            Ok(CellOutcome::Published(summary)) => {
+                let diverged = matches!(summary.status, baselines::train::RunStatus::Diverged { .. });
                 if let baselines::train::RunStatus::Diverged { iteration, reason } = &summary.status {
                     report.diverged.push(format!("{} (iteration {iteration}: {reason})", info.label()));
                 }
                 report.ran += 1;
+                claim.release("published");
+                emit(end(if diverged { "diverged" } else { "published" }, None));
+            }
+            Ok(CellOutcome::PublishedElsewhere) => {
+                report.done_elsewhere += 1;
+                claim.release("discarded: another worker published the cell first");
+                emit(end("published-elsewhere", None));
+            }
+            Ok(CellOutcome::Lost) => {
+                report.lost.push(info.label());
+                claim.release("discarded: the claim was lost while training");
+                emit(end("lost", None));
+            }
+            Ok(CellOutcome::Stopped(why)) => {
+                claim.release(&format!("released: {why}; the cell stays pending"));
+                emit(end("stopped", Some(&why)));
+                report.stopped = Some(why);
+                break;
             }
             Err(e) => {
-                let _ = fs::remove_dir_all(&tmp);
                 let msg = format!("{e:#}");
                 fs::write(runs.failed_file(&info.hash), &msg)?;
+                claim.release("failed");
+                emit(end("failed", Some(&msg)));
                 report.failed.push((info.label(), msg));
             }
         }
-        spent_estimate += cell.estimate.unwrap_or(60.0);
-        grid_bar.set_position(spent_estimate.min(total_estimate).ceil() as u64);
     }
+    emit(match &report.stopped {
+        Some(why) => serde_json::json!({"event": "stopped", "reason": why}),
+        None => serde_json::json!({"event": "idle", "busy": report.busy}),
+    });
     grid_bar.finish_and_clear();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+enum CellOutcome {
+    Published(RunSummary),
+    PublishedElsewhere,
+    Lost,
+    Stopped(String),
+}
+
+/// Trains a claimed cell in a folder of its own and publishes it (rename onto the cell's name).
+/// Errors are the cell's failures; stops and lost claims are outcomes.
+fn run_claimed_cell(runs: &Runs, info: &CellInfo, claim: &Claim, options: &RunOptions, multi: &MultiProgress, data_cache: &mut HashMap<String, TaskData>) -> Result<CellOutcome> {
+    let spec = info.spec.as_ref().expect("pending cells have a spec");
+    // Folders of earlier owners of this cell (killed, or stopped past the timeout).
+    runs.remove_tmp_folders(&info.hash)?;
+    // Image cells of one task differ in their transforms (per baseline): part of the key.
+    let key = format!("{}|{:?}|{:?}", spec.task.name(), spec.stand_ins, spec.images);
+    if !data_cache.contains_key(&key) {
+        let mut load = baselines::data::image_task::LoadOptions::default();
+        if let Some(threads) = options.decode_threads {
+            load.pipeline.workers = threads.max(1);
+        }
+        let data = execute::load_data(spec, &options.data_root, &load, options.device)?;
+        data_cache.insert(key.clone(), data);
+    }
+    let data = &data_cache[&key];
+    let tmp = runs.cells_dir().join(format!(".tmp-{}-{}", info.hash, claim::owner_tag(claim.owner())));
+    // Training stops when the worker is told to stop or loses the cell's claim.
+    let (shutdown, lost) = (options.shutdown.clone(), claim.lost_flag());
+    let mut progress = ProgressObserver::new(spec.schedule.iterations, &format!("  {} {}", info.baseline, info.harmonizer), options.show_progress)
+        .attach(multi)
+        .stop_when(move || {
+            if lost.load(Ordering::Relaxed) {
+                Some("its claim was taken over by another worker".into())
+            } else if shutdown.load(Ordering::Relaxed) {
+                Some("a stop signal arrived".into())
+            } else {
+                None
+            }
+        })
+        .events(options.events.clone());
+    let load_start = LoadSnapshot::now();
+    let outcome = execute::execute(spec, data, &options.data_root, options.device, &tmp, &mut progress);
+    let load_end = LoadSnapshot::now();
+    progress.finish();
+    let summary = match outcome {
+        Ok((summary, _)) => summary,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            if let Some(stopped) = e.downcast_ref::<baselines::train::RunStopped>() {
+                return Ok(if claim.is_held() { CellOutcome::Stopped(stopped.reason.clone()) } else { CellOutcome::Lost });
+            }
+            // Another worker took the cell over and removed this folder under us: not a failure.
+            if !claim.is_held() {
+                return Ok(CellOutcome::Lost);
+            }
+            return Err(e);
+        }
+    };
+    fs::write(tmp.join("cell.json"), serde_json::to_string_pretty(info)?)?;
+    // What else ran while this cell was timed (the report keeps loaded timings out of speed claims).
+    fs::write(tmp.join("timing.json"), serde_json::to_string_pretty(&serde_json::json!({ "load_start": load_start, "load_end": load_end }))?)?;
+    fs::write(tmp.join("done"), serde_json::to_string_pretty(&summary)?)?;
+    if !claim.is_held() {
+        let _ = fs::remove_dir_all(&tmp);
+        return Ok(CellOutcome::Lost);
+    }
+    let target = runs.cell_dir(&info.hash);
+    if target.join("done").is_file() {
+        let _ = fs::remove_dir_all(&tmp);
+        return Ok(CellOutcome::PublishedElsewhere);
+    }
+    if target.exists() {
+        // A folder without its marker (left by an old version): never a published cell.
+        fs::remove_dir_all(&target)?;
+    }
+    // rename fails when the target exists (non-empty): at most one worker publishes a cell.
+    if let Err(e) = fs::rename(&tmp, &target) {
+        let _ = fs::remove_dir_all(&tmp);
+        if target.join("done").is_file() {
+            return Ok(CellOutcome::PublishedElsewhere);
+        }
+        return Err(e).with_context(|| format!("publishing {}", target.display()));
+    }
+    let _ = fs::remove_file(runs.failed_file(&info.hash));
+    Ok(CellOutcome::Published(summary))
 }
 
 /// The plan as text (`bench-suite plan`).

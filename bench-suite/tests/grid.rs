@@ -47,14 +47,18 @@ fn fake_data(dir: &Path) {
 }
 
 fn options(data: &Path) -> RunOptions {
-    RunOptions { data_root: data.to_path_buf(), device: tch::Device::Cpu, shard: None, show_progress: false, max_cells: None, drop_stand_ins: false }
+    RunOptions::new(data, tch::Device::Cpu)
 }
 
+/// The entries of `<runs>/cells`, except the claims folder, which must be empty (no claim left).
 fn cell_dirs(runs: &Path) -> Vec<String> {
+    let claims = std::fs::read_dir(runs.join("cells/.claims")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(claims, 0, "claims left behind");
     let mut names: Vec<String> = std::fs::read_dir(runs.join("cells"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".claims")
         .collect();
     names.sort();
     names

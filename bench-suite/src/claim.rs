@@ -1,0 +1,382 @@
+//! Cell claims: how any number of workers (processes on one machine, Slurm array tasks on many
+//! machines sharing a filesystem, NFS included) divide a grid's cells without training one twice.
+//!
+//! ```text
+//! <runs>/cells/.claims/<hash>.claim   who trains the cell now (JSON: owner, host, pid, since)
+//! <runs>/claims.log                   one line per claim event (claimed, taken over, lost, ...)
+//! ```
+//!
+//! - A claim is an exclusive create (`O_CREAT | O_EXCL`, atomic on local filesystems and NFSv3+),
+//!   never a lock: nothing depends on flock, which NFS does not always honour.
+//! - The owner renews a heartbeat (the claim file's modification time) every few seconds while the
+//!   cell trains. A claim is stale when its heartbeat is older than the timeout, or at once when
+//!   its owner ran on this host and that process is gone (pid and start time checked). A stale
+//!   claim is taken over: renamed aside (only one renamer succeeds), then claimed afresh.
+//! - Each heartbeat also reads the claim back: a worker whose claim was taken over (it stalled past
+//!   the timeout) or removed learns it within one interval and stops that cell without publishing.
+//! - Publishing stays the grid's atomic rename of a complete folder onto the cell's name, which
+//!   fails when the cell already exists: a cell is published exactly once, whatever happens.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Why a claim is stale: its owner ran on this host and is gone.
+pub const PROCESS_GONE: &str = "its process is gone";
+/// Why a claim is stale: no heartbeat within the timeout.
+pub const NO_HEARTBEAT: &str = "no heartbeat within the timeout";
+
+/// What a claim file holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    /// Unique per worker process: host, pid and a random part.
+    pub owner: String,
+    pub host: String,
+    pub pid: u32,
+    /// The process's start time in clock ticks since boot (/proc/<pid>/stat), to tell a reused pid.
+    pub pid_start: Option<u64>,
+    /// Unix seconds when the claim was made.
+    pub since: f64,
+    /// What the cell is (for `bench-suite status`).
+    #[serde(default)]
+    pub label: String,
+}
+
+/// A claim as `status` sees it.
+#[derive(Debug, Clone)]
+pub struct ClaimView {
+    pub hash: String,
+    /// None: the file is being written (or was left empty by a crash).
+    pub record: Option<ClaimRecord>,
+    /// Seconds since the last heartbeat.
+    pub heartbeat_age: f64,
+    pub stale: Option<&'static str>,
+}
+
+/// This worker's identity.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub owner: String,
+    pub host: String,
+    pub pid: u32,
+    pub pid_start: Option<u64>,
+}
+
+impl Worker {
+    pub fn this_process() -> Worker {
+        let host = hostname();
+        let pid = std::process::id();
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        Worker { owner: format!("{host}:{pid}:{nanos:08x}"), host, pid, pid_start: process_start(pid) }
+    }
+}
+
+/// Claim settings: how often the owner renews its heartbeat, and when a silent claim is stale.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimTiming {
+    pub heartbeat: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for ClaimTiming {
+    /// A heartbeat every 15 s; stale after 5 minutes without one (20 missed beats: a loaded NFS
+    /// server or a paused VM does not make a live worker lose its cell).
+    fn default() -> Self {
+        ClaimTiming { heartbeat: Duration::from_secs(15), timeout: Duration::from_secs(300) }
+    }
+}
+
+pub struct Claims {
+    dir: PathBuf,
+    log: PathBuf,
+    worker: Worker,
+    timing: ClaimTiming,
+}
+
+/// A held claim; its heartbeat thread runs until `release` (or drop).
+pub struct Claim {
+    path: PathBuf,
+    owner: String,
+    lost: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    log: Arc<Mutex<Journal>>,
+    hash: String,
+}
+
+struct Journal {
+    path: PathBuf,
+    owner: String,
+}
+
+impl Journal {
+    /// One line per event, appended (O_APPEND: lines from many workers do not interleave).
+    fn write(&self, hash: &str, event: &str) {
+        let line = format!("{:.3} {} {} {}\n", now_unix(), self.owner, hash, event);
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+impl Claims {
+    pub fn new(runs_root: &Path, worker: Worker, timing: ClaimTiming) -> Result<Claims> {
+        let dir = runs_root.join("cells").join(".claims");
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Claims { dir, log: runs_root.join("claims.log"), worker, timing })
+    }
+
+    /// Only reads (for `status`): does not create the folder.
+    pub fn reader(runs_root: &Path, timing: ClaimTiming) -> Claims {
+        Claims { dir: runs_root.join("cells").join(".claims"), log: runs_root.join("claims.log"), worker: Worker::this_process(), timing }
+    }
+
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    fn path(&self, hash: &str) -> PathBuf {
+        self.dir.join(format!("{hash}.claim"))
+    }
+
+    fn journal(&self) -> Journal {
+        Journal { path: self.log.clone(), owner: self.worker.owner.clone() }
+    }
+
+    /// Claims the cell, taking over a stale claim; None when a live worker holds it.
+    pub fn try_claim(&self, hash: &str, label: &str) -> Result<Option<Claim>> {
+        let path = self.path(hash);
+        for _attempt in 0..3 {
+            match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    let record = ClaimRecord {
+                        owner: self.worker.owner.clone(),
+                        host: self.worker.host.clone(),
+                        pid: self.worker.pid,
+                        pid_start: self.worker.pid_start,
+                        since: now_unix(),
+                        label: label.to_owned(),
+                    };
+                    file.write_all(serde_json::to_string(&record)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+                    file.sync_all().ok();
+                    let journal = self.journal();
+                    journal.write(hash, &format!("claimed {label}"));
+                    return Ok(Some(self.start_heartbeat(hash, path, journal)));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let view = match self.view(hash) {
+                        Some(v) => v,
+                        None => continue, // released between our create and our read: try again
+                    };
+                    let Some(why) = view.stale else { return Ok(None) };
+                    self.take_over(hash, &path, &view, why)?;
+                }
+                Err(e) => return Err(e).with_context(|| format!("claiming {}", path.display())),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves a stale claim aside so that it can be claimed again. Only one worker's rename
+    /// succeeds; if what it moved turns out to be a fresh claim (renewed or re-made after we looked),
+    /// it is put back with a hard link, which fails rather than overwrite a newer claim.
+    fn take_over(&self, hash: &str, path: &Path, judged: &ClaimView, why: &str) -> Result<()> {
+        let aside = self.dir.join(format!("{hash}.claim.taken-{}", owner_tag(&self.worker.owner)));
+        match fs::rename(path, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("taking over {}", path.display())),
+        }
+        let moved = read_record(&aside).map(|r| r.owner);
+        let same_claim = moved == judged.record.as_ref().map(|r| r.owner.clone());
+        let renewed = why != PROCESS_GONE && heartbeat_age(&aside).is_some_and(|age| age <= self.timing.timeout.as_secs_f64());
+        if !same_claim || renewed {
+            // Not the claim we judged stale, or its owner came back: put it back where it was.
+            let _ = fs::hard_link(&aside, path);
+            let _ = fs::remove_file(&aside);
+            return Ok(());
+        }
+        let _ = fs::remove_file(&aside);
+        let previous = judged.record.as_ref().map(|r| format!("{} (pid {} on {})", r.owner, r.pid, r.host)).unwrap_or_else(|| "an unreadable claim".into());
+        self.journal().write(hash, &format!("took-over {previous}: {why}"));
+        Ok(())
+    }
+
+    fn start_heartbeat(&self, hash: &str, path: PathBuf, journal: Journal) -> Claim {
+        let lost = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let journal = Arc::new(Mutex::new(journal));
+        let (t_path, t_lost, t_stop, t_owner, t_journal, t_hash) = (path.clone(), lost.clone(), stop.clone(), self.worker.owner.clone(), journal.clone(), hash.to_owned());
+        let interval = self.timing.heartbeat;
+        let thread = std::thread::spawn(move || {
+            let tick = Duration::from_millis(50).min(interval);
+            let mut waited = Duration::ZERO;
+            while !t_stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                waited += tick;
+                if waited < interval {
+                    continue;
+                }
+                waited = Duration::ZERO;
+                if read_record(&t_path).map(|r| r.owner) != Some(t_owner.clone()) {
+                    t_lost.store(true, Ordering::Relaxed);
+                    t_journal.lock().unwrap().write(&t_hash, "lost (taken over or removed while training): stopping the cell");
+                    return;
+                }
+                if let Ok(f) = fs::OpenOptions::new().write(true).open(&t_path) {
+                    let _ = f.set_modified(SystemTime::now());
+                }
+            }
+        });
+        Claim { path, owner: self.worker.owner.clone(), lost, stop, thread: Some(thread), log: journal, hash: hash.to_owned() }
+    }
+
+    /// The claim on a cell, if any, and whether it is stale.
+    pub fn view(&self, hash: &str) -> Option<ClaimView> {
+        let path = self.path(hash);
+        let age = heartbeat_age(&path)?;
+        let record = read_record(&path);
+        let stale = match &record {
+            Some(r) if r.host == self.worker.host && !process_alive(r.pid, r.pid_start) => Some(PROCESS_GONE),
+            _ if age > self.timing.timeout.as_secs_f64() => Some(NO_HEARTBEAT),
+            _ => None,
+        };
+        Some(ClaimView { hash: hash.to_owned(), record, heartbeat_age: age, stale })
+    }
+
+    /// Every claim file (for `status`).
+    pub fn all(&self) -> Vec<ClaimView> {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut views: Vec<ClaimView> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".claim")).map(str::to_owned))
+            .filter_map(|hash| self.view(&hash))
+            .collect();
+        views.sort_by(|a, b| a.hash.cmp(&b.hash));
+        views
+    }
+
+    /// Removes the cell's claim if it is (still) stale.
+    pub fn remove_stale(&self, hash: &str) {
+        if let Some(view) = self.view(hash).filter(|v| v.stale.is_some()) {
+            let _ = fs::remove_file(self.path(hash));
+            let owner = view.record.map(|r| r.owner).unwrap_or_else(|| "an unreadable claim".into());
+            self.journal().write(hash, &format!("removed the stale claim of {owner} on a published cell"));
+        }
+    }
+
+    /// Whether a live claim on the cell belongs to the worker whose [`owner_tag`] is `tag`.
+    pub fn held_by_owner_tag(&self, hash: &str, tag: &str) -> bool {
+        self.view(hash).is_some_and(|v| v.stale.is_none() && v.record.is_some_and(|r| owner_tag(&r.owner) == tag))
+    }
+}
+
+impl Claim {
+    /// Set by the heartbeat thread when the claim was taken over or removed.
+    pub fn lost_flag(&self) -> Arc<AtomicBool> {
+        self.lost.clone()
+    }
+
+    /// Reads the claim back: still ours?
+    pub fn is_held(&self) -> bool {
+        !self.lost.load(Ordering::Relaxed) && read_record(&self.path).map(|r| r.owner) == Some(self.owner.clone())
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Writes an event about this cell to the claims journal.
+    pub fn note(&self, event: &str) {
+        self.log.lock().unwrap().write(&self.hash, event);
+    }
+
+    /// Stops the heartbeat and removes the claim if it is still ours.
+    pub fn release(mut self, event: &str) {
+        self.stop_heartbeat();
+        if self.is_held() {
+            let _ = fs::remove_file(&self.path);
+        }
+        self.note(event);
+    }
+
+    fn stop_heartbeat(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop_heartbeat();
+            if read_record(&self.path).map(|r| r.owner) == Some(self.owner.clone()) {
+                let _ = fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+fn read_record(path: &Path) -> Option<ClaimRecord> {
+    serde_json::from_str(&fs::read_to_string(path).ok()?).ok()
+}
+
+fn heartbeat_age(path: &Path) -> Option<f64> {
+    let modified = fs::metadata(path).ok()?.modified().ok()?;
+    // A claim renewed on a host whose clock runs ahead looks younger than 0: count it as fresh.
+    Some(SystemTime::now().duration_since(modified).map(|d| d.as_secs_f64()).unwrap_or(0.0))
+}
+
+pub fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// An owner as it may appear in a file name.
+pub fn owner_tag(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        if let Ok(h) = std::str::from_utf8(&buf[..end]) {
+            if !h.is_empty() {
+                return h.to_owned();
+            }
+        }
+    }
+    "unknown-host".to_owned()
+}
+
+/// Start time of a process in clock ticks since boot (Linux); None elsewhere.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether a process of this host still runs (and is the same process, when its start is known).
+pub fn process_alive(pid: u32, start: Option<u64>) -> bool {
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else { return false };
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let rc = unsafe { libc::kill(pid_t, 0) };
+    if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+        return false;
+    }
+    match (start, process_start(pid)) {
+        (Some(recorded), Some(now)) => recorded == now,
+        _ => true,
+    }
+}
