@@ -12,8 +12,9 @@ version=2.11.0
 stamp="$venv/.torch-$version.ok"
 # torchvision must match torch (0.26.0 pairs with 2.11.0); pillow and torchvision for the image
 # pipeline's reference (tools/reference/image_transforms.py, tools/bench_input_torchvision.py),
-# scikit-image for the sample photographs of `bench-suite bench-input`.
-reference_packages=(safetensors==0.8.0 numpy==2.4.6 torchvision==0.26.0 pillow==13.0.0 scikit-image==0.26.0)
+# scikit-image for the sample photographs of `bench-suite bench-input`, timm for the ViT's reference
+# (tools/reference/vit_export.py).
+reference_packages=(safetensors==0.8.0 numpy==2.4.6 torchvision==0.26.0 pillow==13.0.0 scikit-image==0.26.0 timm==1.0.31)
 reference_stamp="$venv/.reference-$(printf '%s_' "${reference_packages[@]}").ok"
 
 die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }

@@ -9,9 +9,11 @@ pub mod heads;
 pub mod init;
 pub mod lenet;
 pub mod resnet;
+pub mod vit;
 
 use crate::data::DigitsFormat;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use tch::nn::{self, ModuleT};
@@ -139,4 +141,39 @@ impl ModuleT for Backbone {
             Backbone::ResNet(n) => n.forward_t(xs, train),
         }
     }
+}
+
+/// Copies every variable of `vs` under `prefix` (e.g. "" or "backbone.") from the safetensors file
+/// `path`, strictly: each expected tensor present with its shape; unknown keys (other than those
+/// `dropped` accepts) are errors naming the file, the key and the shapes.
+pub fn load_safetensors_strict(vs: &mut nn::VarStore, prefix: &str, path: &std::path::Path, dropped: impl Fn(&str) -> bool) -> Result<()> {
+    let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
+        .with_context(|| format!("reading the weights {}", path.display()))?
+        .into_iter()
+        .collect();
+    let variables = vs.variables();
+    let mut wanted: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (name, var) in &variables {
+        if let Some(key) = name.strip_prefix(prefix) {
+            wanted.insert(key.to_owned(), var.shallow_clone());
+        }
+    }
+    for (key, var) in &wanted {
+        let Some(t) = tensors.get(key) else {
+            bail!("{}: the key '{key}' is missing (expected shape {:?})", path.display(), var.size());
+        };
+        if t.size() != var.size() {
+            bail!("{}: '{key}' has shape {:?}, the network expects {:?}", path.display(), t.size(), var.size());
+        }
+    }
+    if let Some((key, t)) = tensors.iter().find(|(k, _)| !wanted.contains_key(*k) && !dropped(k)) {
+        bail!("{}: unexpected key '{key}' (shape {:?}) that the network does not have", path.display(), t.size());
+    }
+    tch::no_grad(|| {
+        for (key, var) in &wanted {
+            let mut var = var.shallow_clone();
+            var.copy_(&tensors[key].to_kind(var.kind()).to_device(var.device()));
+        }
+    });
+    Ok(())
 }

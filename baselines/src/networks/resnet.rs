@@ -6,8 +6,7 @@
 //! weight 1 and bias 0. [`load_strict`] reads a safetensors state dict.
 
 use super::init::{batch_norm2d, LayerInit};
-use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
+use anyhow::Result;
 use std::path::Path;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
@@ -140,36 +139,8 @@ fn dropped_by_name(key: &str) -> bool {
 }
 
 /// Copies every variable of `vs` under `prefix` (e.g. "" or "backbone.") from the safetensors file
-/// `path`, strictly: each expected tensor present with its shape; unknown keys (other than those
-/// [`dropped_by_name`]) are errors naming the file, the key and the shapes.
+/// `path`, strictly (see [`super::load_safetensors_strict`]); torchvision's classifier and step
+/// counters are dropped.
 pub fn load_strict(vs: &mut nn::VarStore, prefix: &str, path: &Path) -> Result<()> {
-    let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
-        .with_context(|| format!("reading the weights {}", path.display()))?
-        .into_iter()
-        .collect();
-    let variables = vs.variables();
-    let mut wanted: BTreeMap<String, Tensor> = BTreeMap::new();
-    for (name, var) in &variables {
-        if let Some(key) = name.strip_prefix(prefix) {
-            wanted.insert(key.to_owned(), var.shallow_clone());
-        }
-    }
-    for (key, var) in &wanted {
-        let Some(t) = tensors.get(key) else {
-            bail!("{}: the key '{key}' is missing (expected shape {:?})", path.display(), var.size());
-        };
-        if t.size() != var.size() {
-            bail!("{}: '{key}' has shape {:?}, the network expects {:?}", path.display(), t.size(), var.size());
-        }
-    }
-    if let Some((key, t)) = tensors.iter().find(|(k, _)| !wanted.contains_key(*k) && !dropped_by_name(k)) {
-        bail!("{}: unexpected key '{key}' (shape {:?}) that the network does not have", path.display(), t.size());
-    }
-    tch::no_grad(|| {
-        for (key, var) in &wanted {
-            let mut var = var.shallow_clone();
-            var.copy_(&tensors[key].to_kind(var.kind()).to_device(var.device()));
-        }
-    });
-    Ok(())
+    super::load_safetensors_strict(vs, prefix, path, dropped_by_name)
 }
