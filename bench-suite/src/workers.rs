@@ -216,3 +216,33 @@ fn handle_event(bar: &ProgressBar, slot: &Slot, event: &Value, outcome: &mut Out
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpus_parse_all_lists_and_refuse_what_does_not_exist() {
+        assert_eq!(parse_gpus("all", 3).unwrap(), vec![0, 1, 2]);
+        assert_eq!(parse_gpus("0, 2,2", 3).unwrap(), vec![0, 2]);
+        assert!(parse_gpus("all", 0).unwrap_err().to_string().contains("sees no CUDA device"));
+        assert!(parse_gpus("3", 3).unwrap_err().to_string().contains("GPU 3 does not exist"));
+        assert!(parse_gpus("x", 3).unwrap_err().to_string().contains("'x' is not a GPU index"));
+        assert!(parse_gpus(",", 3).is_err());
+    }
+
+    #[test]
+    fn slots_give_each_worker_its_gpu_and_a_share_of_the_cores() {
+        let s = slots(Some(&[0, 1]), None, 2, "cpu", 16).unwrap();
+        let view: Vec<(&str, Option<&str>, &str, usize)> = s.iter().map(|s| (s.label.as_str(), s.visible_gpu.as_deref(), s.device.as_str(), s.threads)).collect();
+        assert_eq!(view, vec![("gpu 0 #1", Some("0"), "cuda", 4), ("gpu 0 #2", Some("0"), "cuda", 4), ("gpu 1 #1", Some("1"), "cuda", 4), ("gpu 1 #2", Some("1"), "cuda", 4)]);
+        // Inside an allocation (CUDA_VISIBLE_DEVICES=4,6), GPU 1 is physical device 6.
+        let s = slots(Some(&[1]), Some("4,6"), 1, "cpu", 8).unwrap();
+        assert_eq!((s[0].label.as_str(), s[0].visible_gpu.as_deref(), s[0].threads), ("gpu 1", Some("6"), 8));
+        assert!(slots(Some(&[2]), Some("4,6"), 1, "cpu", 8).is_err());
+        // CPU workers: at least one thread each.
+        let s = slots(None, None, 3, "cpu", 2).unwrap();
+        assert!(s.iter().all(|s| s.threads == 1 && s.visible_gpu.is_none() && s.device == "cpu"));
+        assert!(slots(None, None, 0, "cpu", 2).is_err());
+    }
+}

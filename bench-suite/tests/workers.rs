@@ -4,7 +4,7 @@
 //! sbatch) on the same grids. The real Slurm test is tests/slurm.rs.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
