@@ -200,14 +200,13 @@ impl<'a> Trainer<'a> {
     pub fn new(spec: &RunSpec, data: &'a TaskData, device: Device) -> Result<Trainer<'a>> {
         spec.validate()?;
         let network = network(spec, data.weights_root.as_deref())?;
-        if let crate::networks::Network::Image { weights: Some(path), .. } = &network {
-            if !path.is_file() {
-                bail!(
-                    "the ImageNet weights {} are missing: fetch them with `data-fetch fetch {}` (same data root)",
-                    path.display(),
-                    spec.method.image_backbone().map(|b| b.network.name()).unwrap_or_default()
-                );
-            }
+        let (weights, dataset) = match &network {
+            crate::networks::Network::Image { weights, backbone } => (weights.as_ref(), backbone.network.name()),
+            crate::networks::Network::Vit { weights, backbone } => (weights.as_ref(), backbone.weights.dataset()),
+            crate::networks::Network::Digits(_) => (None, ""),
+        };
+        if let Some(path) = weights.filter(|p| !p.is_file()) {
+            bail!("the ImageNet weights {} are missing: fetch them with `data-fetch fetch {dataset}` (same data root)", path.display());
         }
         if let Device::Cuda(_) = device {
             // Fixed input sizes: let cuDNN pick the fastest convolution algorithms once.
@@ -345,6 +344,20 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
 /// or the DTN on 32×32 crops of an image task (your own data at a small size).
 fn network(spec: &RunSpec, weights_root: Option<&std::path::Path>) -> Result<crate::networks::Network> {
     use crate::networks::Network;
+    if let Some(backbone) = spec.method.vit_backbone() {
+        match &spec.images {
+            Some(input) if i64::from(input.crop) == backbone.config.image => {}
+            Some(input) => bail!(
+                "the ViT takes {s}×{s} images; this run's crop is {c}×{c} (--image-size .../{s})",
+                s = backbone.config.image,
+                c = input.crop
+            ),
+            // Digits (SSRT's digits protocol, ours): the model resizes them to the ViT's input.
+            None => {}
+        }
+        let weights = backbone.pretrained.then(|| weights_root.map(|r| backbone.weights.file(r))).flatten();
+        return Ok(Network::Vit { backbone, weights });
+    }
     if let Some(backbone) = spec.method.image_backbone() {
         if spec.images.is_none() {
             bail!("the {} backbone takes image tasks (this run's task is {})", backbone.network.name(), spec.task.name());

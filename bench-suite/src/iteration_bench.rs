@@ -1,14 +1,14 @@
 //! Times whole training iterations of a baseline's image protocol: the baseline's own
 //! `train_step` (all its optimiser steps: MCD's three, DWL's nineteen), with its networks, heads,
 //! parameter groups and harmonized pairs, on random images of the protocol's batch size. The
-//! ResNet is randomly initialised (the cost depends on neither weights nor pixel values), so no
+//! ResNet or ViT is randomly initialised (the cost depends on neither weights nor pixel values), so no
 //! data or weight files are needed.
 
 use crate::protocol::Protocol;
 use anyhow::{bail, Result};
 use baselines::harmonizer::Harmonizer;
 use baselines::methods::{BackwardPath, Batch, MethodName, Setup, StepContext};
-use baselines::networks::{Dropout, ImageBackbone, Network};
+use baselines::networks::{Dropout, Network};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -36,18 +36,25 @@ pub struct IterationTiming {
     pub seconds: Vec<f64>,
 }
 
-/// The protocol's configuration of `baseline` on `dataset` (its first task), unpretrained.
-fn config(protocol: &Protocol, dataset: &str, baseline: MethodName) -> Result<(baselines::methods::MethodConfig, ImageBackbone)> {
+/// The protocol's configuration of `baseline` on `dataset` (its first task), unpretrained, with
+/// the network it builds and that network's name.
+fn config(protocol: &Protocol, dataset: &str, baseline: MethodName) -> Result<(baselines::methods::MethodConfig, Network, String)> {
     let entry = protocol.datasets.get(dataset).ok_or_else(|| anyhow::anyhow!("unknown dataset '{dataset}'"))?;
     let task = entry.tasks.first().ok_or_else(|| anyhow::anyhow!("{dataset} has no tasks"))?;
     let config = protocol.method_config(dataset, baseline, Some(task))?;
-    let Some(mut backbone) = config.image_backbone() else {
-        bail!("{} on {dataset} has no image protocol (no ResNet backbone in the protocol file)", baseline.name());
-    };
-    backbone.pretrained = false;
     let mut table = toml::Table::try_from(&config)?;
-    table.insert("backbone".into(), toml::Value::try_from(backbone)?);
-    Ok((toml::Value::Table(table).try_into()?, backbone))
+    let (network, name) = if let Some(mut vit) = config.vit_backbone() {
+        vit.pretrained = false;
+        table.insert("vit".into(), toml::Value::try_from(vit)?);
+        (Network::Vit { backbone: vit, weights: None }, "vit-b16".to_owned())
+    } else if let Some(mut backbone) = config.image_backbone() {
+        backbone.pretrained = false;
+        table.insert("backbone".into(), toml::Value::try_from(backbone)?);
+        (Network::Image { backbone, weights: None }, backbone.network.name().to_owned())
+    } else {
+        bail!("{} on {dataset} has no image protocol (no ResNet or ViT backbone in the protocol file)", baseline.name());
+    };
+    Ok((toml::Value::Table(table).try_into()?, network, name))
 }
 
 pub fn run(protocol: &Protocol, c: &IterationBenchConfig) -> Result<Vec<IterationTiming>> {
@@ -57,13 +64,13 @@ pub fn run(protocol: &Protocol, c: &IterationBenchConfig) -> Result<Vec<Iteratio
     let classes = baselines::data::Task::for_protocol(&c.dataset, &protocol.datasets[&c.dataset].tasks[0])?.known_classes().unwrap_or(10);
     let mut out = Vec::new();
     for &baseline in &c.baselines {
-        let (method_config, backbone) = config(protocol, &c.dataset, baseline)?;
+        let (method_config, network, backbone) = config(protocol, &c.dataset, baseline)?;
         let batch = c.batch.unwrap_or(method_config.batch());
         for &harmonizer in &c.harmonizers {
             tch::manual_seed(0);
             let setup = Setup {
                 device: c.device,
-                network: Network::Image { backbone, weights: None },
+                network: network.clone(),
                 classes,
                 source_is_svhn: false,
                 iters_per_epoch: 1_000_000,
@@ -89,7 +96,7 @@ pub fn run(protocol: &Protocol, c: &IterationBenchConfig) -> Result<Vec<Iteratio
                     seconds.push(started.elapsed().as_secs_f64());
                 }
             }
-            out.push(IterationTiming { baseline, harmonizer: harmonizer.label(), backbone: backbone.network.name().to_owned(), batch, seconds });
+            out.push(IterationTiming { baseline, harmonizer: harmonizer.label(), backbone: backbone.clone(), batch, seconds });
         }
     }
     Ok(out)

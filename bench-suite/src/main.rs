@@ -157,10 +157,11 @@ enum Command {
         /// auto (CUDA if available), cpu, cuda or cuda:N
         #[arg(long, default_value = "auto")]
         device: String,
-        /// The feature extractor: lenet (digits) or resnet50 (images; try --batch 4 on a CPU)
+        /// The feature extractor: lenet (digits), resnet50 or vit-b16 (images; try --batch 2 or 4
+        /// on a CPU)
         #[arg(long, value_enum, default_value = "lenet")]
         backbone: bench_suite::step_bench::StepBackbone,
-        /// ResNet-50 input side
+        /// ResNet-50 / ViT-B/16 input side
         #[arg(long, default_value_t = 224)]
         image_side: i64,
         /// Images per domain in a batch (source and target each)
@@ -214,8 +215,8 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Time whole training iterations of the CNN baselines' image protocols (their real steps,
-    /// random ResNet weights and random images: no data needed)
+    /// Time whole training iterations of the baselines' image protocols (their real steps,
+    /// random ResNet / ViT weights and random images: no data needed)
     BenchIteration {
         /// auto (CUDA if available), cpu, cuda or cuda:N
         #[arg(long, default_value = "auto")]
@@ -223,7 +224,7 @@ enum Command {
         /// Whose image protocol: office31, officehome (ResNet-50), visda2017, domainnet (ResNet-101)
         #[arg(long, default_value = "office31")]
         dataset: String,
-        /// Baselines, comma-separated
+        /// Baselines, comma-separated (ssrt: ViT-B/16)
         #[arg(long, value_delimiter = ',', default_value = "cdan,gvb,mcd,dwl")]
         baselines: Vec<String>,
         /// Harmonizers, comma-separated (none, gh, gh++)
@@ -589,6 +590,9 @@ fn fetch_for_profile(protocol: &Protocol, profile: &str, data_root: &std::path::
             }
             if let Some(b) = spec.method.image_backbone().filter(|b| b.pretrained) {
                 names.push(b.network.name().to_owned());
+            }
+            if let Some(v) = spec.method.vit_backbone().filter(|v| v.pretrained) {
+                names.push(v.weights.dataset().to_owned());
             }
         }
     }

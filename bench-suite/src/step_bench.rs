@@ -1,10 +1,11 @@
-//! Times one training step three ways on a LeNet digits model or a ResNet-50 with a DANN-style
+//! Times one training step three ways on a LeNet digits model, a ResNet-50 or a ViT-B/16 with a DANN-style
 //! domain loss: the plain step (one backward of the summed loss), the released code's three-pass
 //! GH step and this project's two-pass GH step. Prints per-step times and ratios to the plain step.
 //!
 //! Inputs are random tensors of the backbone's input shape: the step's cost does not depend on
 //! pixel values. Source and target go through the feature extractor separately, as CDAN's code
-//! does. The ResNet-50 is randomly initialised (the cost does not depend on the weights either).
+//! does. The ResNet-50 and the ViT are randomly initialised (the cost does not depend on the
+//! weights either).
 
 use anyhow::{Context, Result};
 use baselines::harmonizer::autograd::{
@@ -17,6 +18,7 @@ use baselines::networks::heads::{DomainDiscriminator, LinearClassifier};
 use baselines::networks::init::LayerInit;
 use baselines::networks::lenet::LeNet;
 use baselines::networks::resnet::{Depth, ResNet};
+use baselines::networks::vit::{Vit, VitConfig};
 use baselines::networks::Dropout;
 use std::time::Instant;
 use tch::nn::{self, Module, ModuleT, OptimizerConfig};
@@ -43,13 +45,16 @@ pub enum StepBackbone {
     Lenet,
     /// torchvision's ResNet-50 on 3×S×S images (2048 features); target: two-pass ≤ 1.7x plain.
     Resnet50,
+    /// timm's ViT-B/16 (SSRT's backbone) on 3×S×S images, S a multiple of 16 (768 features);
+    /// target: two-pass ≤ 1.7x plain.
+    VitB16,
 }
 
 impl StepBackbone {
     pub fn target_ratio(self) -> f64 {
         match self {
             StepBackbone::Lenet => 1.6,
-            StepBackbone::Resnet50 => 1.7,
+            StepBackbone::Resnet50 | StepBackbone::VitB16 => 1.7,
         }
     }
 }
@@ -103,11 +108,16 @@ struct DannModel {
 }
 
 impl DannModel {
-    fn new(device: Device, backbone: StepBackbone) -> Result<Self> {
+    fn new(device: Device, backbone: StepBackbone, image_side: i64) -> Result<Self> {
         let stores = [nn::VarStore::new(device), nn::VarStore::new(device), nn::VarStore::new(device)];
         let (features, dim): (Box<dyn ModuleT>, i64) = match backbone {
             StepBackbone::Lenet => (Box::new(LeNet::new(&stores[0].root(), Dropout::On)), LeNet::FEATURES),
             StepBackbone::Resnet50 => (Box::new(ResNet::new(&stores[0].root(), Depth::Resnet50)), ResNet::FEATURES),
+            StepBackbone::VitB16 => {
+                anyhow::ensure!(image_side > 0 && image_side % 16 == 0, "--image-side {image_side}: ViT-B/16 needs a multiple of 16 (224 in SSRT)");
+                let config = VitConfig { image: image_side, ..VitConfig::B16 };
+                (Box::new(Vit::new(&stores[0].root(), config)), config.width)
+            }
         };
         let classifier = LinearClassifier::new(&stores[1].root(), dim, 10, LayerInit::PyTorchDefault);
         let discriminator = DomainDiscriminator::new(&stores[2].root(), dim, 500, LayerInit::XavierNormal, Dropout::On);
@@ -190,13 +200,13 @@ pub fn run(config: &StepBenchConfig) -> Result<StepBenchResult> {
     tch::manual_seed(config.seed);
     let shape = match config.backbone {
         StepBackbone::Lenet => [1, 28, 28],
-        StepBackbone::Resnet50 => [3, config.image_side, config.image_side],
+        StepBackbone::Resnet50 | StepBackbone::VitB16 => [3, config.image_side, config.image_side],
     };
     let batch = Batch::random(config.batch_per_domain, shape, config.device);
     let mut models = Vec::new();
     for _ in StepKind::ALL {
         tch::manual_seed(config.seed);
-        models.push(DannModel::new(config.device, config.backbone).context("building the DANN model")?);
+        models.push(DannModel::new(config.device, config.backbone, config.image_side).context("building the DANN model")?);
     }
     let mut per_round: Vec<Vec<f64>> = vec![Vec::new(); StepKind::ALL.len()];
     let (mut conflicts, mut measured) = (0, 0);
@@ -240,6 +250,7 @@ pub fn render(config: &StepBenchConfig, result: &StepBenchResult) -> String {
         m = match config.backbone {
             StepBackbone::Lenet => "LeNet digits model (1x28x28)".to_owned(),
             StepBackbone::Resnet50 => format!("ResNet-50 ({}x{} RGB, randomly initialised)", config.image_side, config.image_side),
+            StepBackbone::VitB16 => format!("ViT-B/16 ({}x{} RGB, randomly initialised)", config.image_side, config.image_side),
         },
         b = config.batch_per_domain,
         h = config.harmonizer.label(),
@@ -270,4 +281,36 @@ pub fn render(config: &StepBenchConfig, result: &StepBenchResult) -> String {
         result.conflict_steps, result.measured_steps
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every backbone builds and runs all three step kinds (tiny inputs: this checks the plumbing,
+    /// not the speed, which `bench-suite bench-step` measures).
+    #[test]
+    fn every_backbone_runs_the_three_steps() {
+        for (backbone, side) in [(StepBackbone::Lenet, 28), (StepBackbone::VitB16, 32)] {
+            let config = StepBenchConfig {
+                device: Device::Cpu,
+                backbone,
+                image_side: side,
+                batch_per_domain: 2,
+                harmonizer: Harmonizer::gh(),
+                warmup_steps: 0,
+                rounds: 1,
+                steps_per_round: 1,
+                seed: 0,
+            };
+            let result = run(&config).unwrap();
+            assert_eq!(result.measured_steps, 2, "{backbone:?}: the two harmonized kinds measured one step each");
+            for kind in StepKind::ALL {
+                assert!(result.seconds(kind).is_finite() && result.seconds(kind) > 0.0, "{backbone:?} {kind:?}");
+            }
+            assert!(render(&config, &result).contains("two-pass / three-pass"));
+        }
+        let bad = StepBenchConfig { device: Device::Cpu, backbone: StepBackbone::VitB16, image_side: 30, batch_per_domain: 1, harmonizer: Harmonizer::gh(), warmup_steps: 0, rounds: 1, steps_per_round: 1, seed: 0 };
+        assert!(format!("{:#}", run(&bad).unwrap_err()).contains("multiple of 16"));
+    }
 }

@@ -79,20 +79,25 @@ fn plan_lists_cells_states_and_estimates() {
     let cdan = plan.cells.iter().find(|c| c.info.baseline == "cdan").unwrap();
     assert!(cdan.info.deviations.iter().any(|d| d.contains("reduced schedule")), "{:?}", cdan.info.deviations);
     assert!(cdan.info.deviations.iter().any(|d| d.contains("batch = 16") && d.contains("64")), "{:?}", cdan.info.deviations);
-    // The paper profile: every CDAN, GVB, MCD and DWL cell is runnable with a CUDA estimate marked
-    // as a prior (planned here on a CPU); only SSRT's 52 x 3 x 5 cells are not, with the reason.
+    // The paper profile: every cell (CDAN, GVB, MCD, DWL and SSRT) is runnable with a CUDA
+    // estimate marked as a prior (planned here on a CPU).
     let paper = runner::plan(&p, "paper", &runs, tch::Device::Cpu, false).unwrap();
     assert_eq!(paper.cells.len(), 52 * 5 * 3 * 5);
     for c in &paper.cells {
-        let unsupported = matches!(c.state, CellState::Unsupported(_));
-        assert_eq!(unsupported, c.info.baseline == "ssrt", "{} {} {}", c.info.dataset, c.info.task, c.info.baseline);
-        if !unsupported {
-            assert!(c.estimate.is_some_and(|e| e > 0.0) && !c.measured, "{} {} {}", c.info.dataset, c.info.task, c.info.baseline);
-        }
+        assert!(!matches!(c.state, CellState::Unsupported(_)), "{} {} {}: {:?}", c.info.dataset, c.info.task, c.info.baseline, c.state);
+        assert!(c.estimate.is_some_and(|e| e > 0.0) && !c.measured, "{} {} {}", c.info.dataset, c.info.task, c.info.baseline);
     }
     assert_eq!(paper.device_kind, "cuda");
     let text = runner::render_plan(&paper, &runs, None);
-    assert!(text.contains("(prior)") && text.contains("est. cuda hours") && text.contains("domainnet") && text.contains("'ssrt' is not implemented"), "{text}");
+    assert!(text.contains("(prior)") && text.contains("est. cuda hours") && text.contains("domainnet") && text.contains("not runnable in this build 0"), "{text}");
+    // An SSRT cell: ViT-B/16 with the released weights, RandomResizedCrop on both domains.
+    let ssrt = paper.cells.iter().find(|c| c.info.dataset == "officehome" && c.info.baseline == "ssrt").unwrap();
+    let spec = ssrt.info.spec.as_ref().unwrap();
+    let vit = spec.method.vit_backbone().unwrap();
+    assert!(vit.pretrained && vit.weights == baselines::networks::vit::VitWeights::In21kFtIn1k);
+    let images = spec.images.unwrap();
+    assert_eq!((images.source_crop, images.target_crop), (baselines::data::transform::TrainCrop::RandomResizedCrop, baselines::data::transform::TrainCrop::RandomResizedCrop));
+    assert_eq!(spec.schedule.iterations, 20000);
     // A DomainNet MCD cell runs ResNet-101 with its image input.
     let mcd = paper.cells.iter().find(|c| c.info.dataset == "domainnet" && c.info.baseline == "mcd").unwrap();
     let spec = mcd.info.spec.as_ref().unwrap();

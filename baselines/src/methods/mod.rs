@@ -11,6 +11,7 @@ pub mod dwl;
 pub mod gvb;
 pub mod mcd;
 pub mod source_only;
+pub mod ssrt;
 
 use crate::networks::{Dropout, ImageBackbone, Network};
 use crate::harmonizer::autograd::{backward_plain, backward_three_pass_reference, backward_two_pass, Parameters, StepLosses};
@@ -29,10 +30,11 @@ pub enum MethodName {
     Mcd,
     Dwl,
     Gvb,
+    Ssrt,
 }
 
 impl MethodName {
-    pub const ALL: [MethodName; 5] = [MethodName::SourceOnly, MethodName::Cdan, MethodName::Mcd, MethodName::Dwl, MethodName::Gvb];
+    pub const ALL: [MethodName; 6] = [MethodName::SourceOnly, MethodName::Cdan, MethodName::Mcd, MethodName::Dwl, MethodName::Gvb, MethodName::Ssrt];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -41,6 +43,7 @@ impl MethodName {
             MethodName::Mcd => "mcd",
             MethodName::Dwl => "dwl",
             MethodName::Gvb => "gvb",
+            MethodName::Ssrt => "ssrt",
         }
     }
 
@@ -52,6 +55,7 @@ impl MethodName {
             MethodName::Mcd => "MCD",
             MethodName::Dwl => "DWL",
             MethodName::Gvb => "GVB",
+            MethodName::Ssrt => "SSRT",
         }
     }
 
@@ -59,7 +63,7 @@ impl MethodName {
         MethodName::ALL
             .into_iter()
             .find(|m| m.name() == s.to_ascii_lowercase())
-            .ok_or_else(|| anyhow::anyhow!("unknown method '{s}': expected one of source-only, cdan, mcd, dwl, gvb"))
+            .ok_or_else(|| anyhow::anyhow!("unknown method '{s}': expected one of source-only, cdan, mcd, dwl, gvb, ssrt"))
     }
 
     /// Whether the method has a harmonized pair at all.
@@ -93,6 +97,7 @@ pub enum MethodConfig {
     Mcd(mcd::Config),
     Dwl(dwl::Config),
     Gvb(gvb::Config),
+    Ssrt(ssrt::Config),
 }
 
 impl MethodConfig {
@@ -103,6 +108,7 @@ impl MethodConfig {
             MethodConfig::Mcd(_) => MethodName::Mcd,
             MethodConfig::Dwl(_) => MethodName::Dwl,
             MethodConfig::Gvb(_) => MethodName::Gvb,
+            MethodConfig::Ssrt(_) => MethodName::Ssrt,
         }
     }
 
@@ -114,6 +120,7 @@ impl MethodConfig {
             MethodConfig::Mcd(c) => c.batch,
             MethodConfig::Dwl(c) => c.batch,
             MethodConfig::Gvb(c) => c.batch,
+            MethodConfig::Ssrt(c) => c.batch,
         }
     }
 
@@ -125,6 +132,15 @@ impl MethodConfig {
             MethodConfig::Mcd(c) => c.backbone,
             MethodConfig::Dwl(c) => c.backbone,
             MethodConfig::Gvb(c) => c.backbone,
+            MethodConfig::Ssrt(_) => None,
+        }
+    }
+
+    /// The ViT backbone (SSRT).
+    pub fn vit_backbone(&self) -> Option<crate::networks::vit::VitBackbone> {
+        match self {
+            MethodConfig::Ssrt(c) => Some(c.vit),
+            _ => None,
         }
     }
 
@@ -136,6 +152,7 @@ impl MethodConfig {
             MethodConfig::Mcd(c) => Box::new(mcd::Mcd::new(c.clone(), setup)?),
             MethodConfig::Dwl(c) => Box::new(dwl::Dwl::new(c.clone(), setup)?),
             MethodConfig::Gvb(c) => Box::new(gvb::Gvb::new(c.clone(), setup)?),
+            MethodConfig::Ssrt(c) => Box::new(ssrt::Ssrt::new(c.clone(), setup)?),
         })
     }
 }

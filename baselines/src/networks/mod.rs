@@ -43,12 +43,14 @@ pub enum Network {
     /// A torchvision ResNet; `weights` is the safetensors file to start from when the backbone is
     /// pretrained.
     Image { backbone: ImageBackbone, weights: Option<PathBuf> },
+    /// timm's ViT (SSRT), with its weights file when pretrained.
+    Vit { backbone: vit::VitBackbone, weights: Option<PathBuf> },
 }
 
 impl Network {
-    /// Whether the image protocol's heads apply (a ResNet backbone).
+    /// Whether the image protocol's heads apply (a ResNet or ViT backbone).
     pub fn is_image(&self) -> bool {
-        matches!(self, Network::Image { .. })
+        matches!(self, Network::Image { .. } | Network::Vit { .. })
     }
 }
 
@@ -98,6 +100,9 @@ impl Backbone {
         match network {
             Network::Digits(format) => Backbone::for_format(p, *format, dropout),
             Network::Image { backbone, .. } => Backbone::ResNet(resnet::ResNet::new(p, backbone.network)),
+            // SSRT builds its ViT itself (it runs the blocks one by one); configurations pair a ViT
+            // only with SSRT (train.rs).
+            Network::Vit { .. } => unreachable!("a ViT backbone is built by SSRT, not through Backbone::build"),
         }
     }
 

@@ -21,6 +21,7 @@ use tch::{Kind, Tensor};
 
 /// A ViT's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VitConfig {
     pub image: i64,
     pub patch: i64,
@@ -41,6 +42,55 @@ impl VitConfig {
 }
 
 pub const LAYER_NORM_EPS: f64 = 1e-6;
+
+/// Which pretrained ViT-B/16 a configuration starts from (data-fetch lays both out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VitWeights {
+    /// timm `vit_base_patch16_224.augreg_in21k_ft_in1k`: the released SSRT's weights (SSRT rows).
+    In21kFtIn1k,
+    /// timm `vit_base_patch16_224.augreg_in1k`: ImageNet-1K only (SSRT* rows; our choice, the
+    /// paper does not name its variant).
+    In1k,
+}
+
+impl VitWeights {
+    /// The data-fetch dataset that holds the file.
+    pub fn dataset(self) -> &'static str {
+        match self {
+            VitWeights::In21kFtIn1k => "vit-b16-in21k-ft-in1k",
+            VitWeights::In1k => "vit-b16-in1k",
+        }
+    }
+
+    /// `<data root>/<dataset>/<timm tag>.safetensors`.
+    pub fn file(self, data_root: &Path) -> std::path::PathBuf {
+        let tag = match self {
+            VitWeights::In21kFtIn1k => "vit_base_patch16_224.augreg_in21k_ft_in1k",
+            VitWeights::In1k => "vit_base_patch16_224.augreg_in1k",
+        };
+        data_root.join(self.dataset()).join(format!("{tag}.safetensors"))
+    }
+}
+
+/// The ViT of a method configuration: `vit = { weights = "in21k-ft-in1k", pretrained = true }`
+/// (ViT-B/16), or a smaller `config` (tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VitBackbone {
+    pub weights: VitWeights,
+    pub pretrained: bool,
+    #[serde(default = "b16", skip_serializing_if = "is_b16")]
+    pub config: VitConfig,
+}
+
+fn b16() -> VitConfig {
+    VitConfig::B16
+}
+
+fn is_b16(c: &VitConfig) -> bool {
+    *c == VitConfig::B16
+}
 
 fn layer_norm(p: nn::Path, width: i64) -> nn::LayerNorm {
     nn::layer_norm(p, vec![width], nn::LayerNormConfig { eps: LAYER_NORM_EPS, ..Default::default() })
