@@ -181,7 +181,7 @@ fn run_spec(
     stand_ins: &SplitStandIns,
 ) -> Result<(RunSpec, Vec<String>)> {
     let parsed = baselines::data::Task::for_protocol(dataset, task)?;
-    let method = MethodName::parse(baseline).map_err(|_| anyhow::anyhow!("baseline '{baseline}' is not implemented yet"))?;
+    let (method, _) = protocol.baseline_method(baseline)?;
     let images = match &parsed {
         baselines::data::Task::Benchmark { benchmark, source, target } => {
             let name = |i: usize| benchmark.domains()[i].name;
@@ -189,7 +189,7 @@ fn run_spec(
         }
         _ => None,
     };
-    let paper_config = protocol.method_config(dataset, method, Some(task))?;
+    let paper_config = protocol.baseline_config(dataset, baseline, Some(task))?;
     let paper_schedule = protocol.schedule(dataset, method)?;
     let mut deviations = Vec::new();
     let config = match profile.hyperparameters.get(baseline) {

@@ -6,7 +6,7 @@ use baselines::data::image_task::LoadOptions;
 use baselines::data::transform::ImageInput;
 use baselines::data::{parse_stand_in, SplitStandIns, Task};
 use baselines::harmonizer::{GhppRule, Harmonizer, Method, OutsideScope};
-use baselines::methods::{BackwardPath, MethodName};
+use baselines::methods::BackwardPath;
 use baselines::train::RunSpec;
 use bench_suite::execute::{self, ProgressObserver};
 use bench_suite::grid::override_config;
@@ -50,7 +50,7 @@ enum BackwardArg {
 enum Command {
     /// Train and evaluate one baseline on one task (digits, benchmark or your own images); writes a JSON-lines run record
     RunOne {
-        /// source-only, cdan, mcd, dwl or gvb
+        /// source-only, cdan, mcd, dwl, gvb, ssrt or ssrt* (SSRT with an ImageNet-1K-only ViT)
         #[arg(long)]
         method: String,
         /// none, gh or gh++
@@ -668,7 +668,9 @@ fn run(cli: Cli) -> Result<()> {
             eval_every, iters_per_epoch, telemetry_every, splits, sets, data_root, device, backward, out, quiet,
         } => {
             let protocol = load_protocol(&cli.protocol)?;
-            let method = MethodName::parse(&method)?;
+            // A grid baseline: a method, or a variant of one (ssrt*).
+            let baseline = method;
+            let (method, _) = protocol.baseline_method(&baseline.to_ascii_lowercase())?;
             let task = Task::parse(&task)?;
             let size = match task {
                 Task::Digits(_) => None,
@@ -697,7 +699,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (_, size) => size,
             };
-            let mut config = protocol.method_config(&dataset, method, task_id.as_deref())?;
+            let mut config = protocol.baseline_config(&dataset, &baseline.to_ascii_lowercase(), task_id.as_deref())?;
             if !sets.is_empty() {
                 let mut table = toml::Table::new();
                 for s in &sets {

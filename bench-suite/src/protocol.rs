@@ -42,6 +42,19 @@ struct ProtocolFile {
     /// The image transforms of each baseline's image protocol.
     #[serde(default)]
     input: BTreeMap<String, InputEntry>,
+    /// Baselines that are another baseline's method with some settings changed (SSRT*).
+    #[serde(default)]
+    variants: BTreeMap<String, Variant>,
+}
+
+/// A `[variants."<name>"]` entry: a grid baseline that runs `method`'s protocol with `set` applied
+/// to its hyperparameters on every dataset (part of what the baseline is, not a deviation).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub method: String,
+    pub set: toml::Table,
+    pub description: String,
 }
 
 /// An `[input.<baseline>]` entry: how the baseline's code resizes and crops images.
@@ -77,6 +90,7 @@ pub struct Protocol {
     pub cost: BTreeMap<String, BTreeMap<String, f64>>,
     pub backbone_cost: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>,
     input: BTreeMap<String, InputEntry>,
+    pub variants: BTreeMap<String, Variant>,
 }
 
 impl Protocol {
@@ -106,12 +120,38 @@ impl Protocol {
             cost: f.cost,
             backbone_cost: f.backbone_cost,
             input: f.input,
+            variants: f.variants,
         };
         p.validate().with_context(|| format!("{origin}: invalid protocol"))?;
         Ok(p)
     }
 
+    /// The method a grid baseline runs and the settings its variant changes (none for a plain
+    /// baseline): "ssrt*" is SSRT with another ViT.
+    pub fn baseline_method(&self, baseline: &str) -> Result<(MethodName, Option<&toml::Table>)> {
+        match self.variants.get(baseline) {
+            Some(v) => Ok((MethodName::parse(&v.method)?, Some(&v.set))),
+            None => Ok((MethodName::parse(baseline).map_err(|_| anyhow::anyhow!("baseline '{baseline}' is not implemented yet"))?, None)),
+        }
+    }
+
+    /// The protocol's configuration of a grid baseline (a variant's settings applied).
+    pub fn baseline_config(&self, dataset: &str, baseline: &str, task: Option<&str>) -> Result<MethodConfig> {
+        let (method, set) = self.baseline_method(baseline)?;
+        let config = self.method_config(dataset, method, task)?;
+        match set {
+            Some(set) => crate::grid::override_config(&config, set).with_context(|| format!("{}: variants.\"{baseline}\".set", self.origin)),
+            None => Ok(config),
+        }
+    }
+
     fn validate(&self) -> Result<()> {
+        for (name, v) in &self.variants {
+            MethodName::parse(&v.method).with_context(|| format!("variants.\"{name}\".method"))?;
+            if !self.baselines.contains(name) {
+                bail!("variants.\"{name}\" is not in `baselines`");
+            }
+        }
         for h in &self.harmonizers {
             h.parse::<baselines::harmonizer::Method>()?;
         }

@@ -258,12 +258,14 @@ fn cost_per_100(protocol: &Protocol, profile: &str, device_kind: &str, info: &Ce
     if let Some(b) = backbone {
         return protocol.backbone_cost.get(device_kind).and_then(|c| c.get(b.name())).and_then(|c| c.get(&info.baseline)).map(|c| (*c, false));
     }
+    // A variant (SSRT*) costs what its method does.
+    let method = protocol.baseline_method(&info.baseline).map(|(m, _)| m.name().to_owned()).unwrap_or_else(|_| info.baseline.clone());
     protocol
         .profiles
         .get(profile)
         .and_then(|p| p.cost.get(&info.baseline))
         .filter(|_| device_kind == "cpu")
-        .or_else(|| protocol.cost.get(device_kind).and_then(|c| c.get(&info.baseline)))
+        .or_else(|| protocol.cost.get(device_kind).and_then(|c| c.get(&info.baseline).or_else(|| c.get(&method))))
         .map(|c| (*c, false))
 }
 

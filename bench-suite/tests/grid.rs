@@ -79,10 +79,10 @@ fn plan_lists_cells_states_and_estimates() {
     let cdan = plan.cells.iter().find(|c| c.info.baseline == "cdan").unwrap();
     assert!(cdan.info.deviations.iter().any(|d| d.contains("reduced schedule")), "{:?}", cdan.info.deviations);
     assert!(cdan.info.deviations.iter().any(|d| d.contains("batch = 16") && d.contains("64")), "{:?}", cdan.info.deviations);
-    // The paper profile: every cell (CDAN, GVB, MCD, DWL and SSRT) is runnable with a CUDA
+    // The paper profile: every cell (CDAN, GVB, MCD, DWL, SSRT* and SSRT) is runnable with a CUDA
     // estimate marked as a prior (planned here on a CPU).
     let paper = runner::plan(&p, "paper", &runs, tch::Device::Cpu, false).unwrap();
-    assert_eq!(paper.cells.len(), 52 * 5 * 3 * 5);
+    assert_eq!(paper.cells.len(), 52 * 6 * 3 * 5);
     for c in &paper.cells {
         assert!(!matches!(c.state, CellState::Unsupported(_)), "{} {} {}: {:?}", c.info.dataset, c.info.task, c.info.baseline, c.state);
         assert!(c.estimate.is_some_and(|e| e > 0.0) && !c.measured, "{} {} {}", c.info.dataset, c.info.task, c.info.baseline);
@@ -98,6 +98,12 @@ fn plan_lists_cells_states_and_estimates() {
     let images = spec.images.unwrap();
     assert_eq!((images.source_crop, images.target_crop), (baselines::data::transform::TrainCrop::RandomResizedCrop, baselines::data::transform::TrainCrop::RandomResizedCrop));
     assert_eq!(spec.schedule.iterations, 20000);
+    // SSRT*: the same protocol with the ImageNet-1K-only ViT, not recorded as a deviation.
+    let star = paper.cells.iter().find(|c| c.info.dataset == "officehome" && c.info.baseline == "ssrt*").unwrap();
+    let star_spec = star.info.spec.as_ref().unwrap();
+    assert_eq!(star_spec.method.vit_backbone().unwrap().weights, baselines::networks::vit::VitWeights::In1k);
+    assert_eq!(star_spec.schedule, spec.schedule);
+    assert!(star.info.deviations.is_empty(), "{:?}", star.info.deviations);
     // A DomainNet MCD cell runs ResNet-101 with its image input.
     let mcd = paper.cells.iter().find(|c| c.info.dataset == "domainnet" && c.info.baseline == "mcd").unwrap();
     let spec = mcd.info.spec.as_ref().unwrap();

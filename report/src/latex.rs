@@ -39,7 +39,7 @@ impl Selection {
     }
 }
 
-pub const BASELINE_ORDER: [&str; 6] = ["source-only", "cdan", "mcd", "dwl", "gvb", "ssrt"];
+pub const BASELINE_ORDER: [&str; 7] = ["source-only", "cdan", "mcd", "dwl", "gvb", "ssrt*", "ssrt"];
 
 /// Paper-style row name: CDAN, CDAN+GH, MCD+GH++ (α=0.25), GVB+GH (scope-only), ...
 pub fn row_name(baseline: &str, harmonizer: &str) -> String {
