@@ -62,3 +62,39 @@ fn folders_with_different_classes_are_refused_by_name() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("same class subfolders") && err.contains("class_c"), "{err}");
 }
+
+/// SSRT through the image pipeline (Office-31's SSRT protocol: RandomResizedCrop on both domains)
+/// on a tiny ViT at 32 pixels, none / GH / GH++: complete run records with the harmonized pair.
+#[test]
+fn ssrt_on_a_tiny_vit_writes_complete_records_for_every_harmonizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("photos"), dir.path().join("sketches"));
+    baselines::data::synthetic::write_image_folders(&a, 3, 12, 48, 40, false, 1).unwrap();
+    baselines::data::synthetic::write_image_folders(&b, 3, 8, 40, 48, true, 2).unwrap();
+    for harmonizer in ["none", "gh", "gh++"] {
+        let out = dir.path().join(format!("ssrt-{harmonizer}"));
+        let output = Command::new(env!("CARGO_BIN_EXE_bench-suite"))
+            .args(["run-one", "--method", "ssrt", "--harmonizer", harmonizer, "--protocol-of", "office31", "--quiet", "--device", "cpu"])
+            .args(["--image-size", "36/32", "--workers", "1", "--cache", "off", "--iters", "6", "--eval-every", "3", "--iters-per-epoch", "3", "--telemetry-every", "1"])
+            .args(["--set", r#"vit={ weights = "in21k-ft-in1k", pretrained = false, config = { image = 32, patch = 16, width = 32, depth = 2, heads = 2, mlp = 64 } }"#])
+            .args(["--set", "sr_layers=[0, 1]", "--set", "bottleneck=32", "--set", "batch=4"])
+            .arg("--task")
+            .arg(format!("folder:{}->{}", a.display(), b.display()))
+            .arg("--data-root")
+            .arg(dir.path())
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{harmonizer}: {}", String::from_utf8_lossy(&output.stderr));
+        let text = std::fs::read_to_string(out.join("run.jsonl")).unwrap();
+        let config: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(config["spec"]["method"]["method"], "ssrt");
+        assert_eq!(config["spec"]["images"]["source_crop"], "random-resized-crop");
+        let s = summary(&out.join("run.jsonl"));
+        assert_eq!(s["status"], "completed", "{harmonizer}: {s}");
+        assert_eq!(s["iterations"], 6);
+        assert!(s["harmonization"]["cls/adaptation"]["measured_steps"].as_u64().unwrap() > 0, "{harmonizer}: {s}");
+        assert!(text.lines().filter(|l| l.contains("\"event\":\"telemetry\"")).count() >= 6, "{harmonizer}: telemetry every step");
+    }
+}

@@ -73,8 +73,11 @@ pub struct Config {
     pub vit: VitBackbone,
 }
 
+/// Safe training: a table `{ enabled, window, scales, mode }`, or just a mode
+/// (`safe_training = "restore"`, e.g. `--set safe_training=restore`) with the released window
+/// 1000 and scales 0..=4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "SafeTrainingSetting")]
 pub struct SafeTrainingConfig {
     pub enabled: bool,
     /// Iterations per monitored window (T = 1000).
@@ -82,6 +85,31 @@ pub struct SafeTrainingConfig {
     /// Scales 0..=L tested (L = 4).
     pub scales: u32,
     pub mode: SafeTrainingMode,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SafeTrainingSetting {
+    Mode(SafeTrainingMode),
+    Full(SafeTrainingTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SafeTrainingTable {
+    enabled: bool,
+    window: u64,
+    scales: u32,
+    mode: SafeTrainingMode,
+}
+
+impl From<SafeTrainingSetting> for SafeTrainingConfig {
+    fn from(s: SafeTrainingSetting) -> Self {
+        match s {
+            SafeTrainingSetting::Mode(mode) => SafeTrainingConfig { enabled: true, window: 1000, scales: 4, mode },
+            SafeTrainingSetting::Full(t) => SafeTrainingConfig { enabled: t.enabled, window: t.window, scales: t.scales, mode: t.mode },
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -438,6 +466,20 @@ mod tests {
 
     fn config() -> SafeTrainingConfig {
         SafeTrainingConfig { enabled: true, window: 10, scales: 2, mode: SafeTrainingMode::RampOnly }
+    }
+
+    #[test]
+    fn safe_training_reads_a_table_or_just_a_mode() {
+        #[derive(Deserialize)]
+        struct T {
+            safe_training: SafeTrainingConfig,
+        }
+        let short: T = serde_json::from_str(r#"{"safe_training": "restore"}"#).unwrap();
+        assert_eq!(short.safe_training, SafeTrainingConfig { enabled: true, window: 1000, scales: 4, mode: SafeTrainingMode::Restore });
+        let full: T = serde_json::from_str(r#"{"safe_training": {"enabled": false, "window": 10, "scales": 2, "mode": "ramp-only"}}"#).unwrap();
+        assert_eq!(full.safe_training, SafeTrainingConfig { enabled: false, window: 10, scales: 2, mode: SafeTrainingMode::RampOnly });
+        assert!(serde_json::from_str::<T>(r#"{"safe_training": "sometimes"}"#).is_err());
+        assert!(serde_json::from_str::<T>(r#"{"safe_training": {"enabled": true, "window": 10, "scales": 2, "mode": "restore", "extra": 1}}"#).is_err());
     }
 
     #[test]
