@@ -523,6 +523,18 @@ pub fn deviations(spec: &RunSpec, data: &TaskData) -> Vec<String> {
     if spec.harmonizer.method() == crate::harmonizer::Method::GhPlusPlus && spec.harmonizer.rule() != crate::harmonizer::GhppRule::Released {
         out.push(format!("GH++ uses the {} rule, not the released one", spec.harmonizer.rule().name()));
     }
+    if let crate::methods::MethodConfig::Ssrt(c) = &spec.method {
+        out.push(
+            "ssrt: the reversal's counter advances on our evaluation forwards (target test set, our evaluation batches); the released code also forwards the source list, in batches of 32"
+                .into(),
+        );
+        if matches!(spec.task, Task::Digits(_)) {
+            out.push("ssrt on digits: our protocol (the released code has none): Office-31's settings, inputs replicated to RGB and resized to the ViT's side".into());
+        }
+        if c.safe_training.mode == crate::methods::ssrt::SafeTrainingMode::Restore {
+            out.push("ssrt: safe training restores the weights on a drop (our variant; as released the restore is a no-op)".into());
+        }
+    }
     out
 }
 

@@ -91,6 +91,8 @@ fn ssrt_on_a_tiny_vit_writes_complete_records_for_every_harmonizer() {
         let config: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(config["spec"]["method"]["method"], "ssrt");
         assert_eq!(config["spec"]["images"]["source_crop"], "random-resized-crop");
+        let deviations = config["context"]["deviations"].to_string();
+        assert!(deviations.contains("reversal's counter advances on our evaluation forwards"), "{deviations}");
         let s = summary(&out.join("run.jsonl"));
         assert_eq!(s["status"], "completed", "{harmonizer}: {s}");
         assert_eq!(s["iterations"], 6);
