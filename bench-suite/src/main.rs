@@ -426,24 +426,39 @@ impl std::fmt::Display for StoppedBySignal {
 
 impl std::error::Error for StoppedBySignal {}
 
-/// SIGTERM, SIGINT and SIGUSR1 (Slurm's usual pre-timeout signal) set the returned flag; a second
-/// SIGINT or SIGTERM ends the process at once.
-fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+/// While the grid runs, SIGTERM, SIGINT and SIGUSR1 (Slurm's usual pre-timeout signal) set the
+/// returned flag (the cell in training stops cleanly); a second SIGINT or SIGTERM ends the process
+/// at once. Once the guard is dropped (the grid is over: reproduce-all goes on to bench-speed and
+/// the report), SIGINT and SIGTERM end the process at once again.
+fn stop_on_signals() -> Result<(std::sync::Arc<std::sync::atomic::AtomicBool>, GridSignals)> {
     use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
-    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let flag = Arc::new(AtomicBool::new(false));
+    let grid_over = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, grid_over.clone()).context("installing a signal handler")?;
         signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone()).context("installing a signal handler")?;
         signal_hook::flag::register(signal, flag.clone()).context("installing a signal handler")?;
     }
     signal_hook::flag::register(SIGUSR1, flag.clone()).context("installing a signal handler")?;
-    Ok(flag)
+    Ok((flag, GridSignals(grid_over)))
+}
+
+/// Dropped when the grid is over: signals end the process at once from then on.
+struct GridSignals(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for GridSignals {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn run_grid(protocol: &Protocol, profile: &str, grid: &GridArgs, device: tch::Device, shard: Option<(usize, usize)>, data_root: &std::path::Path, quiet: bool, workers: &WorkerArgs) -> Result<()> {
     let runs = Runs::new(&grid.runs);
     let timing = workers.timing()?;
-    let shutdown = stop_on_signals()?;
+    let (shutdown, _grid_signals) = stop_on_signals()?;
     if workers.workers.is_some() || workers.gpus.is_some() {
         return run_workers(protocol, profile, grid, data_root, quiet, workers, shutdown);
     }

@@ -4,7 +4,6 @@
 //! <runs>/cells/<hash>/cell.json      what the cell is (labels + full RunSpec)
 //! <runs>/cells/<hash>/run.jsonl      its run record
 //! <runs>/cells/<hash>/done           marker with the summary (written before the folder appears)
-//! <runs>/cells/.tmp-<hash>-<pid>/    a cell in progress (removed and restarted by a rerun)
 //! <runs>/cells/.tmp-<hash>-<owner>/  a cell in progress (removed and restarted once its claim is gone)
 //! <runs>/cells/.claims/<hash>.claim  which worker trains the cell now (see claim.rs)
 //! <runs>/cells/.failed-<hash>.txt    the error of a cell that failed (retried by a later run)
