@@ -1,13 +1,34 @@
-//! Every CNN baseline x {none, GH, GH++} runs a few iterations of its Office-31 image protocol
-//! (ResNet-50, heads, parameter groups, harmonized pairs, transforms) on a synthetic three-class
+//! Every baseline x {none, GH, GH++} runs a few iterations of its Office-31 image protocol
+//! (backbone, heads, parameter groups, harmonized pairs, transforms) on a synthetic three-class
 //! image task, through `run-one`, and writes a complete run record. Small inputs, stated: randomly
-//! initialised ResNet-50 (no ImageNet weights here), 40→32-pixel crops, batch 4 + 4, 2 iterations.
+//! initialised backbones (no ImageNet weights here), 32-pixel crops, batch 4 + 4, a few
+//! iterations; SSRT on a tiny ViT (depth 2, width 32).
 
 use std::path::Path;
 use std::process::Command;
 
 fn lines(record: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(record).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// `run-one` of `method` with `harmonizer` under Office-31's protocol, from folder `a` to folder
+/// `b`, with `args` (sizes, schedule, --set); the run record's lines.
+fn run_one(dir: &Path, a: &Path, b: &Path, method: &str, harmonizer: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = dir.join(format!("{method}-{harmonizer}"));
+    let output = Command::new(env!("CARGO_BIN_EXE_bench-suite"))
+        .args(["run-one", "--method", method, "--harmonizer", harmonizer, "--quiet", "--device", "cpu"])
+        .args(["--protocol-of", "office31", "--workers", "1", "--cache", "off"])
+        .args(args)
+        .arg("--task")
+        .arg(format!("folder:{}->{}", a.display(), b.display()))
+        .arg("--data-root")
+        .arg(dir)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{method} {harmonizer}: {}", String::from_utf8_lossy(&output.stderr));
+    lines(&out.join("run.jsonl"))
 }
 
 #[test]
@@ -20,22 +41,14 @@ fn every_cnn_baseline_runs_its_image_protocol_with_each_harmonizer() {
     let mut completed = Vec::new();
     for method in ["cdan", "gvb", "mcd", "dwl"] {
         for harmonizer in ["none", "gh", "gh++"] {
-            let out = dir.path().join(format!("{method}-{harmonizer}"));
-            let output = Command::new(env!("CARGO_BIN_EXE_bench-suite"))
-                .args(["run-one", "--method", method, "--harmonizer", harmonizer, "--quiet", "--device", "cpu"])
-                .args(["--protocol-of", "office31", "--image-size", "40/32", "--workers", "1", "--cache", "off"])
-                .args(["--iters", "2", "--eval-every", "2", "--iters-per-epoch", "1", "--telemetry-every", "1"])
-                .args(["--set", "batch=4", "--set", r#"backbone={network="resnet50",pretrained=false}"#])
-                .arg("--task")
-                .arg(format!("folder:{}->{}", a.display(), b.display()))
-                .arg("--data-root")
-                .arg(dir.path())
-                .arg("--out")
-                .arg(&out)
-                .output()
-                .unwrap();
-            assert!(output.status.success(), "{method} {harmonizer}: {}", String::from_utf8_lossy(&output.stderr));
-            let record = lines(&out.join("run.jsonl"));
+            let record = run_one(
+                dir.path(),
+                &a,
+                &b,
+                method,
+                harmonizer,
+                &["--image-size", "40/32", "--iters", "2", "--eval-every", "2", "--iters-per-epoch", "1", "--telemetry-every", "1", "--set", "batch=4", "--set", r#"backbone={network="resnet50",pretrained=false}"#],
+            );
             let config = &record[0];
             assert_eq!(config["spec"]["method"]["method"], method);
             assert_eq!(config["spec"]["method"]["backbone"]["network"], "resnet50", "{method}: not the image protocol");
@@ -91,4 +104,38 @@ fn a_pretrained_backbone_without_its_weights_file_is_an_error_naming_the_fetch()
     assert!(!output.status.success());
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("resnet50.tv_in1k.safetensors") && err.contains("data-fetch fetch resnet50"), "{err}");
+}
+
+/// SSRT through the image pipeline (Office-31's SSRT protocol: RandomResizedCrop on both domains)
+/// on a tiny ViT at 32 pixels, none / GH / GH++: complete run records with the harmonized pair.
+#[test]
+fn ssrt_on_a_tiny_vit_writes_complete_records_for_every_harmonizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("photos"), dir.path().join("sketches"));
+    baselines::data::synthetic::write_image_folders(&a, 3, 12, 48, 40, false, 1).unwrap();
+    baselines::data::synthetic::write_image_folders(&b, 3, 8, 40, 48, true, 2).unwrap();
+    for harmonizer in ["none", "gh", "gh++"] {
+        let record = run_one(
+            dir.path(),
+            &a,
+            &b,
+            "ssrt",
+            harmonizer,
+            &[
+                "--image-size", "36/32", "--iters", "6", "--eval-every", "3", "--iters-per-epoch", "3", "--telemetry-every", "1",
+                "--set", r#"vit={ weights = "in21k-ft-in1k", pretrained = false, config = { image = 32, patch = 16, width = 32, depth = 2, heads = 2, mlp = 64 } }"#,
+                "--set", "sr_layers=[0, 1]", "--set", "bottleneck=32", "--set", "batch=4",
+            ],
+        );
+        let config = &record[0];
+        assert_eq!(config["spec"]["method"]["method"], "ssrt");
+        assert_eq!(config["spec"]["images"]["source_crop"], "random-resized-crop");
+        let deviations = config["context"]["deviations"].to_string();
+        assert!(deviations.contains("reversal's counter advances on our evaluation forwards"), "{deviations}");
+        let s = record.last().unwrap();
+        assert_eq!(s["status"], "completed", "{harmonizer}: {s}");
+        assert_eq!(s["iterations"], 6);
+        assert!(s["harmonization"]["cls/adaptation"]["measured_steps"].as_u64().unwrap() > 0, "{harmonizer}: {s}");
+        assert!(record.iter().filter(|l| l["event"] == "telemetry").count() >= 6, "{harmonizer}: telemetry every step");
+    }
 }
