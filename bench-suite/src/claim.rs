@@ -299,29 +299,24 @@ impl Claim {
 
     /// Stops the heartbeat and removes the claim if it is still ours.
     pub fn release(mut self, event: &str) {
-        self.stop_heartbeat();
-        if self.is_held() {
-            let _ = fs::remove_file(&self.path);
-        }
+        self.give_up();
         self.note(event);
     }
 
-    fn stop_heartbeat(&mut self) {
+    /// Stops the heartbeat and removes the claim file if it is still ours (once).
+    fn give_up(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let Some(t) = self.thread.take() else { return };
+        let _ = t.join();
+        if self.is_held() {
+            let _ = fs::remove_file(&self.path);
         }
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.stop_heartbeat();
-            if read_record(&self.path).map(|r| r.owner) == Some(self.owner.clone()) {
-                let _ = fs::remove_file(&self.path);
-            }
-        }
+        self.give_up();
     }
 }
 

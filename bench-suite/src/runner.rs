@@ -415,11 +415,11 @@ pub fn run(protocol: &Protocol, profile: &str, runs: &Runs, options: &RunOptions
         }
     };
     let mut data_cache: HashMap<String, TaskData> = HashMap::new();
-    let mut spent_estimate = 0.0;
+    let mut spent_estimate = 0.0f64;
     let mut attempted = 0;
     for (k, cell) in todo.iter().enumerate() {
+        grid_bar.set_position(spent_estimate.min(total_estimate).ceil() as u64);
         spent_estimate += cell.estimate.unwrap_or(60.0);
-        grid_bar.set_position((spent_estimate - cell.estimate.unwrap_or(60.0)).min(total_estimate).ceil() as u64);
         if options.shutdown.load(Ordering::Relaxed) {
             report.stopped = Some("a stop signal arrived".into());
             break;
