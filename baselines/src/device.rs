@@ -47,6 +47,39 @@ pub fn describe(device: Device) -> String {
     }
 }
 
+/// The libtorch a run actually loaded, as "2.11.0+cu130" (recorded with every run: results are
+/// reproducible only with the same libtorch). Read at run time, not at build time, because a
+/// binary can be pointed at another libtorch (the GPU bundle uses the machine's PyTorch): the
+/// loaded `libtorch_cpu.so` is found in /proc/self/maps, and its version beside it, in PyTorch's
+/// `torch/version.py` (a wheel) or `build-version` (a libtorch archive). None where neither exists.
+pub fn libtorch_version() -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let lib = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.ends_with("/libtorch_cpu.so"))?;
+    let root = std::path::Path::new(lib).parent()?.parent()?;
+    libtorch_version_in(root)
+}
+
+/// The version recorded in a libtorch root (PyTorch's `torch/` folder or a libtorch archive's).
+pub fn libtorch_version_in(root: &std::path::Path) -> Option<String> {
+    if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
+        let line = text.lines().find(|l| l.trim_start().starts_with("__version__"))?;
+        let value = line.split_once('=')?.1.trim().trim_matches(|c| c == '\'' || c == '"');
+        return (!value.is_empty()).then(|| value.to_owned());
+    }
+    let text = std::fs::read_to_string(root.join("build-version")).ok()?;
+    let value = text.trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// CUDA runtime and cuDNN versions libtorch reports, for runs on a GPU ("CUDA runtime 13000,
+/// cuDNN 91900"); None on CPU.
+pub fn cuda_versions(device: Device) -> Option<String> {
+    match device {
+        Device::Cuda(_) => Some(format!("CUDA runtime {}, cuDNN {}", tch::utils::version_cudart(), tch::utils::version_cudnn())),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +93,26 @@ mod tests {
         if !tch::Cuda::is_available() {
             assert!(select("cuda").unwrap_err().to_string().contains("no CUDA GPU"));
         }
+    }
+
+    #[test]
+    fn the_loaded_libtorch_version_is_the_venvs() {
+        // The tests link the venv's PyTorch (setup pins it): the version read from the mapped
+        // library must be the one that PyTorch's own version.py states.
+        let found = libtorch_version().expect("libtorch_cpu.so is mapped and has a version beside it");
+        assert!(found.starts_with("2.11.0"), "{found}");
+        assert_eq!(cuda_versions(Device::Cpu), None);
+    }
+
+    #[test]
+    fn versions_read_from_a_wheel_or_an_archive() {
+        let dir = std::env::temp_dir().join(format!("libtorch-version-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(libtorch_version_in(&dir), None);
+        std::fs::write(dir.join("build-version"), "2.11.0+cpu\n").unwrap();
+        assert_eq!(libtorch_version_in(&dir).as_deref(), Some("2.11.0+cpu"));
+        std::fs::write(dir.join("version.py"), "from typing import Optional\n__version__ = '2.11.0+cu130'\ndebug = False\n").unwrap();
+        assert_eq!(libtorch_version_in(&dir).as_deref(), Some("2.11.0+cu130"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -35,6 +35,10 @@ pub struct RunContext {
     pub target_test: String,
     pub deviations: Vec<String>,
     pub suite_version: String,
+    /// The libtorch loaded (`device::libtorch_version`); null where it could not be read.
+    pub libtorch: Option<String>,
+    /// CUDA runtime and cuDNN versions on a GPU; null on CPU.
+    pub cuda: Option<String>,
     pub started_unix: u64,
 }
 

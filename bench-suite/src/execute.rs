@@ -90,6 +90,8 @@ pub fn execute(spec: &RunSpec, data: &TaskData, data_root: &Path, device: Device
         target_test: data.target_test.description().to_owned(),
         deviations: train::deviations(spec, data),
         suite_version: env!("CARGO_PKG_VERSION").to_owned(),
+        libtorch: baselines::device::libtorch_version(),
+        cuda: baselines::device::cuda_versions(device),
         started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
     };
     let mut recorder = JsonlRecorder::create(out_dir, spec, &context)?;

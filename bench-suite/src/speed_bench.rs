@@ -95,6 +95,11 @@ pub struct SpeedRecord {
     pub profile: String,
     pub suite_version: String,
     pub device: String,
+    /// The libtorch loaded; absent in records written before it was recorded.
+    #[serde(default)]
+    pub libtorch: Option<String>,
+    #[serde(default)]
+    pub cuda: Option<String>,
     pub torch_threads: i32,
     pub rounds: usize,
     pub iterations_per_round: usize,
@@ -222,6 +227,8 @@ pub fn run(protocol: &Protocol, c: &SpeedBenchConfig, progress: &mut dyn FnMut(&
         profile: c.profile.clone(),
         suite_version: env!("CARGO_PKG_VERSION").to_owned(),
         device: baselines::device::describe(c.device),
+        libtorch: baselines::device::libtorch_version(),
+        cuda: baselines::device::cuda_versions(c.device),
         torch_threads: tch::get_num_threads(),
         rounds: c.rounds,
         iterations_per_round: c.iterations_per_round,
@@ -247,8 +254,8 @@ pub fn write_record(runs: &Path, record: &SpeedRecord) -> Result<PathBuf> {
 /// The record as a table (the report puts it beside the paper's Table VI).
 pub fn render(record: &SpeedRecord) -> String {
     let mut s = format!(
-        "bench-speed {}: {} rounds x {} iterations per arm (after {} warm-up), interleaved, on {} ({} torch threads), {:.0} s\n",
-        record.profile, record.rounds, record.iterations_per_round, record.warmup, record.device, record.torch_threads, record.seconds
+        "bench-speed {}: {} rounds x {} iterations per arm (after {} warm-up), interleaved, on {} ({} torch threads, libtorch {}), {:.0} s\n",
+        record.profile, record.rounds, record.iterations_per_round, record.warmup, record.device, record.torch_threads, record.libtorch.as_deref().unwrap_or("unrecorded"), record.seconds
     );
     s.push_str(&format!("  before: {}\n  after:  {}\n", record.load_before.describe(), record.load_after.describe()));
     if record.load_before.is_loaded() || record.load_after.is_loaded() {

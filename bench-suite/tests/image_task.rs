@@ -41,6 +41,9 @@ fn a_short_source_only_run_on_your_own_folders_beats_chance() {
     assert!(config["spec"]["task"].as_str().unwrap().starts_with("folder:"));
     assert_eq!(config["spec"]["images"]["crop"], 32);
     assert!(config["context"]["target_test"].as_str().unwrap().contains("90 images"));
+    // The libtorch it ran with is recorded (the venv's, pinned by setup), and no CUDA on CPU.
+    assert!(config["context"]["libtorch"].as_str().is_some_and(|l| l.starts_with("2.11.0")), "{}", config["context"]);
+    assert!(config["context"]["cuda"].is_null());
     // The decoded cache was built once per list (source, target).
     let caches = std::fs::read_dir(dir.path().join("cache")).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "ghdc")).count();
     assert_eq!(caches, 2);

@@ -12,7 +12,7 @@ pub mod speed;
 
 use anyhow::{Context, Result};
 use latex::Selection;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -93,10 +93,28 @@ pub fn aggregates_csv(aggs: &[aggregate::Aggregate]) -> String {
     out
 }
 
+/// Which devices and builds the cells ran on, with counts; a pool of several libtorch or suite
+/// versions is said, since their numbers need not be bit-identical.
+fn builds_text(records: &[records::CellRecord]) -> String {
+    let mut builds: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for r in records {
+        let libtorch = r.libtorch.clone().unwrap_or_else(|| "libtorch unrecorded".to_owned());
+        *builds.entry((r.device.clone(), format!("suite {}", r.suite_version), libtorch)).or_default() += 1;
+    }
+    if builds.is_empty() {
+        return "no finished cells".to_owned();
+    }
+    let versions: std::collections::BTreeSet<(&String, &String)> = builds.keys().map(|(_, suite, lib)| (suite, lib)).collect();
+    let list: Vec<String> = builds.iter().map(|((device, suite, lib), n)| format!("{n} cell(s) on {device}, {suite}, {}", if lib.starts_with("libtorch") { lib.clone() } else { format!("libtorch {lib}") })).collect();
+    let mixed = if versions.len() > 1 { " (**mixed builds**: the tables pool cells of different suite or libtorch versions)" } else { "" };
+    format!("{}{mixed}", list.join("; "))
+}
+
 fn index_text(profile: &str, records: &[records::CellRecord], missing: usize, diverged: usize, files: &[PathBuf], dir: &Path, speed_source: &str) -> String {
     let mut out = format!("# Report of profile `{profile}`\n\n");
     let _ = writeln!(out, "**Start here: [the paper's claims, checked](claims.md)** (verdicts with intervals; also `claims.tex`, `claims.csv` and the forest plot `claims.png` / `claims.svg`).\n");
     let _ = writeln!(out, "- finished cells: {} ({} diverged, reported as such); cells without a record yet: {missing}", records.len(), diverged);
+    let _ = writeln!(out, "- ran with: {}", builds_text(records));
     let _ = writeln!(out, "- accuracy tables: `table_<dataset>_last.tex` (last model) and `table_<dataset>_best.tex` (best evaluation, oracle selection on target test labels)");
     let _ = writeln!(out, "- `table_speed_<dataset>.tex`: training speed (the paper's Table VI); `aggregates.csv`: every aggregate");
     let loaded: Vec<String> = records.iter().filter(|r| r.timing_loaded == Some(true)).map(|r| format!("{} {} {} seed {}", r.task, r.baseline, r.harmonizer, r.seed)).collect();

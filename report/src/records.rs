@@ -33,6 +33,10 @@ pub struct CellRecord {
     pub deviations: Vec<String>,
     /// Where it ran, as recorded ("cpu (2 threads)", "cuda:0").
     pub device: String,
+    /// The libtorch it ran with ("2.11.0+cu130"), plus CUDA's versions on a GPU; None for records
+    /// written before the suite recorded it.
+    pub libtorch: Option<String>,
+    pub suite_version: String,
     /// Per harmonized pair: (measured steps, conflict rate, mean w1 and w2 in conflict).
     pub pairs: BTreeMap<String, PairStats>,
     /// (iteration, accuracy %) of every evaluation.
@@ -145,12 +149,20 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
     let mut deviations: Vec<String> = info["deviations"].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(str::to_owned)).collect();
     let mut spec = Value::Null;
     let mut device = String::new();
+    let mut libtorch = None;
+    let mut suite_version = String::new();
     for (n, line) in text.lines().enumerate() {
         let v: Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not a JSON record", record_path.display(), n + 1))?;
         match v["event"].as_str() {
             Some("config") => {
                 spec = v["spec"].clone();
-                device = v["context"]["device"].as_str().unwrap_or_default().to_owned();
+                let context = &v["context"];
+                device = context["device"].as_str().unwrap_or_default().to_owned();
+                suite_version = context["suite_version"].as_str().unwrap_or("unrecorded").to_owned();
+                libtorch = context["libtorch"].as_str().map(|l| match context["cuda"].as_str() {
+                    Some(cuda) => format!("{l} ({cuda})"),
+                    None => l.to_owned(),
+                });
                 for d in v["context"]["deviations"].as_array().into_iter().flatten() {
                     if let Some(d) = d.as_str() {
                         deviations.push(d.to_owned());
@@ -225,6 +237,8 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
         iterations: done["iterations"].as_u64().unwrap_or(0),
         deviations,
         device,
+        libtorch,
+        suite_version,
         pairs,
         evaluations,
         telemetry,

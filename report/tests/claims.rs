@@ -41,6 +41,8 @@ fn cell(baseline: &str, harmonizer: &str, task: &str, seed: u64, accuracy: f64) 
         iterations: 100,
         deviations: vec!["fixture: reduced schedule".into()],
         device: "cpu".into(),
+        libtorch: Some("2.11.0+cu130".into()),
+        suite_version: "0.2.0".into(),
         pairs,
         evaluations: vec![(100, accuracy)],
         telemetry: Vec::new(),

@@ -58,6 +58,8 @@ fn tables_carry_paper_numbers_bold_bests_and_deviations() {
     // The fixture's MCD+GH M→U seed 2 was timed under load (its timing.json): named, and left out of the speeds.
     let index = std::fs::read_to_string(g.dir.join("index.md")).unwrap();
     assert!(index.contains("timed under load (load average above the CPU count, or another bench-suite process running): 1 (M-U mcd gh seed 2)"), "{index}");
+    // Two fixture cells record their libtorch, the rest predate the field: a pool of builds, said.
+    assert!(index.contains("2 cell(s) on cpu (2 threads), suite 0.1.0, libtorch 2.11.0+cu130; 30 cell(s) on cpu (2 threads), suite 0.1.0, libtorch unrecorded (**mixed builds**"), "{index}");
     let speed = std::fs::read_to_string(g.dir.join("table_speed_digits.tex")).unwrap();
     assert!(speed.contains("1 cell(s) timed under load left out"), "{speed}");
     let best = std::fs::read_to_string(g.dir.join("table_digits_best.tex")).unwrap();

@@ -24,6 +24,8 @@ fn cell(harmonizer: &str, seed: u64, secs: f64, loaded: Option<bool>) -> CellRec
         iterations: 100,
         deviations: Vec::new(),
         device: "cpu (2 threads)".into(),
+        libtorch: None,
+        suite_version: "0.2.0".into(),
         pairs: BTreeMap::new(),
         evaluations: Vec::new(),
         telemetry: Vec::new(),
