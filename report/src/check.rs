@@ -100,9 +100,21 @@ pub struct CheckRow {
     pub detail: String,
 }
 
-/// Checks the runs under `runs` against `thresholds`.
-pub fn check(runs: &Path, thresholds: &ThresholdsFile) -> Result<Vec<CheckRow>> {
-    let profiles: BTreeSet<&str> = thresholds.group.iter().map(|g| g.profile.as_str()).collect();
+/// Checks the runs under `runs` against `thresholds`: the groups of `only` (profile names), or
+/// of every profile in the file when `only` is empty. A profile asked for with no group in the
+/// file is an error naming how to derive them (its first run has nothing to be checked against).
+pub fn check(runs: &Path, thresholds: &ThresholdsFile, only: &[String]) -> Result<Vec<CheckRow>> {
+    let in_file: BTreeSet<&str> = thresholds.group.iter().map(|g| g.profile.as_str()).collect();
+    for p in only {
+        if !in_file.contains(p.as_str()) {
+            bail!(
+                "the thresholds have no group of profile {p} (they cover: {}): propose them from a trusted run with `report thresholds --from {} --profile {p}`, review and add them",
+                in_file.iter().copied().collect::<Vec<_>>().join(", "),
+                runs.display()
+            );
+        }
+    }
+    let profiles: BTreeSet<&str> = in_file.into_iter().filter(|p| only.is_empty() || only.iter().any(|o| o == p)).collect();
     let mut rows = Vec::new();
     for profile in profiles {
         let manifest = records::manifest(runs, profile)?;
@@ -230,8 +242,9 @@ pub fn junit(rows: &[CheckRow]) -> String {
 
 /// Thresholds proposed from a trusted run of `profile` (a maintainer reviews and commits them):
 /// accuracy at the mean less twice the seed spread (at least 1 point), speed at 1.25 x the
-/// median, status as observed.
-pub fn propose(runs: &Path, profile: &str, commit: &str, date: &str) -> Result<ThresholdsFile> {
+/// median (left out with `with_speed` false: CPU timings belong to the machine that measured
+/// them), status as observed.
+pub fn propose(runs: &Path, profile: &str, commit: &str, date: &str, with_speed: bool) -> Result<ThresholdsFile> {
     let manifest = records::manifest(runs, profile)?;
     let records = records::load_done(runs, &manifest)?;
     let bench = speed::load_bench(runs, profile)?;
@@ -258,7 +271,7 @@ pub fn propose(runs: &Path, profile: &str, commit: &str, date: &str) -> Result<T
             let band = (2.0 * std).max(1.0);
             (Some(((mean - band) * 100.0).floor() / 100.0), Some(format!("mean {mean:.2} - max(2 x std {std:.2}, 1 point) over {} seed(s)", acc.len())))
         };
-        let (max_seconds_per_100, speed_tolerance) = match speeds.find(&task, &baseline, &harmonizer).and_then(|a| a.median_seconds()) {
+        let (max_seconds_per_100, speed_tolerance) = match speeds.find(&task, &baseline, &harmonizer).and_then(|a| a.median_seconds()).filter(|_| with_speed) {
             Some(m) => (Some(((m * 1.25) * 1000.0).ceil() / 1000.0), Some(format!("1.25 x median {m:.3} ({})", speeds.source.short()))),
             None => (None, None),
         };

@@ -49,6 +49,10 @@ enum Command {
         /// Also write the result as a markdown table (e.g. a CI job summary)
         #[arg(long)]
         markdown: Option<PathBuf>,
+        /// Check only this profile's groups (repeatable; default: every profile in the file). A
+        /// profile without groups in the file is an error saying how to derive them
+        #[arg(long = "profile")]
+        profiles: Vec<String>,
     },
     /// Propose thresholds from a trusted run (mean accuracy less max(2 x seed std, 1 point);
     /// 1.25 x the median time; the observed status) for a maintainer to review and commit
@@ -65,6 +69,10 @@ enum Command {
         /// Commit that produced the runs (default: `git rev-parse HEAD`, else "unknown")
         #[arg(long)]
         commit: Option<String>,
+        /// Propose no speed bounds (accuracy and status only): for CPU profiles checked on other
+        /// machines than the one that measured them
+        #[arg(long)]
+        no_speed: bool,
     },
     /// Compare two runs folders of one profile: per group the mean per-seed difference of the
     /// final accuracy (B minus A), its 95% interval over seeds, and WORSE where the interval lies
@@ -100,9 +108,9 @@ fn write(path: &Path, text: &str) -> Result<()> {
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         None => generate(&cli.runs, &cli.out, cli.profiles).map(|_| 0),
-        Some(Command::Check { runs, thresholds, junit, markdown }) => {
+        Some(Command::Check { runs, thresholds, junit, markdown, profiles }) => {
             let file = check::ThresholdsFile::load(&thresholds)?;
-            let rows = check::check(&runs, &file)?;
+            let rows = check::check(&runs, &file, &profiles)?;
             print!("{}", check::text(&rows));
             if let Some(path) = junit {
                 write(&path, &check::junit(&rows))?;
@@ -112,15 +120,16 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(if check::failed(&rows) > 0 { 1 } else { 0 })
         }
-        Some(Command::Thresholds { from, profile, out, commit }) => {
+        Some(Command::Thresholds { from, profile, out, commit, no_speed }) => {
             let commit = commit.unwrap_or_else(|| {
                 std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_else(|| "unknown".to_owned())
             });
             let date = std::process::Command::new("date").arg("+%Y-%m-%d").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
-            let proposed = check::propose(&from, &profile, &commit, &date)?;
+            let proposed = check::propose(&from, &profile, &commit, &date, !no_speed)?;
             let text = format!(
-                "# Regression thresholds proposed by `report thresholds --from {} --profile {profile}`: review\n# each bound (and its tolerance) before committing; `report check` reads this file.\n\n{}",
+                "# Regression thresholds proposed by `report thresholds --from {} --profile {profile}{}`: review\n# each bound (and its tolerance) before committing; `report check` reads this file.\n\n{}",
                 from.display(),
+                if no_speed { " --no-speed" } else { "" },
                 toml::to_string_pretty(&proposed)?
             );
             match out {

@@ -136,7 +136,7 @@ fn an_unknown_group_fails_and_a_bad_file_is_an_error() {
 
 #[test]
 fn proposed_thresholds_reproduce_the_committed_file_and_pass() {
-    let proposed = report::check::propose(&fixtures().join("runs"), "fixture", "4eaa11c", "2026-11-29").unwrap();
+    let proposed = report::check::propose(&fixtures().join("runs"), "fixture", "4eaa11c", "2026-11-29", true).unwrap();
     let committed: report::check::ThresholdsFile = toml::from_str(&thresholds()).unwrap();
     assert_eq!(proposed.group.len(), committed.group.len());
     for (p, c) in proposed.group.iter().zip(&committed.group) {
@@ -146,6 +146,45 @@ fn proposed_thresholds_reproduce_the_committed_file_and_pass() {
     let g = proposed.group.iter().find(|g| g.label() == GROUP).unwrap();
     assert_eq!(g.min_final_accuracy, Some(9.0));
     assert!(g.accuracy_tolerance.as_deref().unwrap().contains("mean 10.00"));
+}
+
+#[test]
+fn thresholds_without_speed_bound_accuracy_and_status_only() {
+    let with = report::check::propose(&fixtures().join("runs"), "fixture", "c", "d", true).unwrap();
+    let without = report::check::propose(&fixtures().join("runs"), "fixture", "c", "d", false).unwrap();
+    assert!(with.group.iter().all(|g| g.max_seconds_per_100.is_some()));
+    assert!(without.group.iter().all(|g| g.max_seconds_per_100.is_none() && g.speed_tolerance.is_none()));
+    for (a, b) in with.group.iter().zip(&without.group) {
+        assert_eq!((a.label(), a.min_final_accuracy, &a.status), (b.label(), b.min_final_accuracy, &b.status));
+    }
+    // Checked, such a file has no speed rows, and a speed regression cannot fail it.
+    let text = toml::to_string_pretty(&without).unwrap();
+    let (code, out, _) = check(&fixtures().join("runs"), &text);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("48 check(s), 0 failed") && !out.contains(" speed "), "{out}");
+}
+
+/// `report check --profile P`: only P's groups; a P without groups names how to derive them.
+#[test]
+fn check_of_one_profile_and_of_a_profile_without_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("thresholds.toml");
+    // The fixture's groups plus one of another profile, whose runs are not in this folder.
+    let other = thresholds().split("[[group]]").nth(1).unwrap().replacen("profile = \"fixture\"", "profile = \"elsewhere\"", 1);
+    std::fs::write(&file, format!("{}\n[[group]]{other}", thresholds())).unwrap();
+    let run = |profile: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_report")).args(["check", "--runs"]).arg(fixtures().join("runs")).arg("--thresholds").arg(&file).args(["--profile", profile]).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, out) = run("fixture");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("64 check(s), 0 failed") && !out.contains("elsewhere"), "{out}");
+    let (code, out) = run("nightly");
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no group of profile nightly") && out.contains("elsewhere, fixture") && out.contains("report thresholds --from"), "{out}");
+    // Without --profile every profile of the file is checked: `elsewhere` has no runs here.
+    let out = Command::new(env!("CARGO_BIN_EXE_report")).args(["check", "--runs"]).arg(fixtures().join("runs")).arg("--thresholds").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
