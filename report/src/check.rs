@@ -243,7 +243,10 @@ pub fn junit(rows: &[CheckRow]) -> String {
 /// Thresholds proposed from a trusted run of `profile` (a maintainer reviews and commits them):
 /// accuracy at the mean less twice the seed spread (at least 1 point), speed at 1.25 x the
 /// median (left out with `with_speed` false: CPU timings belong to the machine that measured
-/// them), status as observed.
+/// them), status as observed. The seed spread is pooled over the baseline's groups of the run
+/// (same dataset): a standard deviation from one group's two seeds has one degree of freedom and
+/// comes out near zero by chance (bands too tight, nights failing on noise); pooled over a
+/// baseline's tasks and harmonizers it has one per group.
 pub fn propose(runs: &Path, profile: &str, commit: &str, date: &str, with_speed: bool) -> Result<ThresholdsFile> {
     let manifest = records::manifest(runs, profile)?;
     let records = records::load_done(runs, &manifest)?;
@@ -256,20 +259,38 @@ pub fn propose(runs: &Path, profile: &str, commit: &str, date: &str, with_speed:
     for r in &records {
         groups.entry((r.dataset.clone(), r.task.clone(), r.baseline.clone(), r.harmonizer.clone())).or_default().push(r);
     }
+    let completed = |runs_of: &[&CellRecord]| -> Vec<f64> { runs_of.iter().filter_map(|r| r.final_accuracy.filter(|_| r.diverged_at.is_none())).collect() };
+    // (dataset, baseline) -> (sum of squared deviations from each group's mean, degrees of freedom).
+    let mut spread: BTreeMap<(String, String), (f64, usize)> = BTreeMap::new();
+    for ((dataset, _, baseline, _), runs_of) in &groups {
+        let acc = completed(runs_of);
+        if acc.len() > 1 {
+            let mean = acc.iter().sum::<f64>() / acc.len() as f64;
+            let e = spread.entry((dataset.clone(), baseline.clone())).or_default();
+            e.0 += acc.iter().map(|a| (a - mean).powi(2)).sum::<f64>();
+            e.1 += acc.len() - 1;
+        }
+    }
     let mut out = ThresholdsFile::default();
     for ((dataset, task, baseline, harmonizer), runs_of) in groups {
         if runs_of.is_empty() {
             continue; // nothing measured yet: no bound to propose
         }
-        let acc: Vec<f64> = runs_of.iter().filter_map(|r| r.final_accuracy.filter(|_| r.diverged_at.is_none())).collect();
+        let acc = completed(&runs_of);
         let status = if runs_of.iter().all(|r| r.diverged_at.is_none()) { "completed" } else if acc.is_empty() { "diverged" } else { "any" };
         let (min_final_accuracy, accuracy_tolerance) = if acc.is_empty() {
             (None, None)
         } else {
             let mean = acc.iter().sum::<f64>() / acc.len() as f64;
-            let std = if acc.len() > 1 { (acc.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (acc.len() - 1) as f64).sqrt() } else { 0.0 };
+            let (std, spread_text) = match spread.get(&(dataset.clone(), baseline.clone())) {
+                Some(&(squares, dof)) if dof > 0 => {
+                    let std = (squares / dof as f64).sqrt();
+                    (std, format!("seed std {std:.2} pooled over {baseline}'s groups, {dof} dof"))
+                }
+                _ => (0.0, "no seed spread measured".to_owned()),
+            };
             let band = (2.0 * std).max(1.0);
-            (Some(((mean - band) * 100.0).floor() / 100.0), Some(format!("mean {mean:.2} - max(2 x std {std:.2}, 1 point) over {} seed(s)", acc.len())))
+            (Some(((mean - band) * 100.0).floor() / 100.0), Some(format!("mean {mean:.2} over {} seed(s) - max(2 x {spread_text}, 1 point)", acc.len())))
         };
         let (max_seconds_per_100, speed_tolerance) = match speeds.find(&task, &baseline, &harmonizer).and_then(|a| a.median_seconds()).filter(|_| with_speed) {
             Some(m) => (Some(((m * 1.25) * 1000.0).ceil() / 1000.0), Some(format!("1.25 x median {m:.3} ({})", speeds.source.short()))),

@@ -54,7 +54,7 @@ enum Command {
         #[arg(long = "profile")]
         profiles: Vec<String>,
     },
-    /// Propose thresholds from a trusted run (mean accuracy less max(2 x seed std, 1 point);
+    /// Propose thresholds from a trusted run (mean accuracy less max(2 x the seed std pooled over the baseline's groups, 1 point);
     /// 1.25 x the median time; the observed status) for a maintainer to review and commit
     Thresholds {
         /// Runs folder of the trusted run
