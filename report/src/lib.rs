@@ -96,16 +96,15 @@ pub fn aggregates_csv(aggs: &[aggregate::Aggregate]) -> String {
 /// Which devices and builds the cells ran on, with counts; a pool of several libtorch or suite
 /// versions is said, since their numbers need not be bit-identical.
 fn builds_text(records: &[records::CellRecord]) -> String {
-    let mut builds: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    let mut builds: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
     for r in records {
-        let libtorch = r.libtorch.clone().unwrap_or_else(|| "libtorch unrecorded".to_owned());
-        *builds.entry((r.device.clone(), format!("suite {}", r.suite_version), libtorch)).or_default() += 1;
+        *builds.entry((&r.device, &r.suite_version, r.libtorch.as_deref().unwrap_or("unrecorded"))).or_default() += 1;
     }
     if builds.is_empty() {
         return "no finished cells".to_owned();
     }
-    let versions: std::collections::BTreeSet<(&String, &String)> = builds.keys().map(|(_, suite, lib)| (suite, lib)).collect();
-    let list: Vec<String> = builds.iter().map(|((device, suite, lib), n)| format!("{n} cell(s) on {device}, {suite}, {}", if lib.starts_with("libtorch") { lib.clone() } else { format!("libtorch {lib}") })).collect();
+    let versions: BTreeSet<(&str, &str)> = builds.keys().map(|&(_, suite, lib)| (suite, lib)).collect();
+    let list: Vec<String> = builds.iter().map(|(&(device, suite, lib), n)| format!("{n} cell(s) on {device}, suite {suite}, libtorch {lib}")).collect();
     let mixed = if versions.len() > 1 { " (**mixed builds**: the tables pool cells of different suite or libtorch versions)" } else { "" };
     format!("{}{mixed}", list.join("; "))
 }

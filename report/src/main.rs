@@ -54,8 +54,9 @@ enum Command {
         #[arg(long = "profile")]
         profiles: Vec<String>,
     },
-    /// Propose thresholds from a trusted run (mean accuracy less max(2 x the seed std pooled over the baseline's groups, 1 point);
-    /// 1.25 x the median time; the observed status) for a maintainer to review and commit
+    /// Propose thresholds from a trusted run (mean accuracy less max(2 x the seed std pooled over
+    /// the baseline's groups, 1 point); 1.25 x the median time; the observed status) for a
+    /// maintainer to review and commit
     Thresholds {
         /// Runs folder of the trusted run
         #[arg(long = "from")]
