@@ -138,6 +138,16 @@ fn f(v: &Value) -> Option<f64> {
     v.as_f64()
 }
 
+/// The libtorch a record says it ran with, with CUDA's versions on a GPU ("2.11.0+cu130 (CUDA
+/// runtime 13000, cuDNN 91900)"); None where the record predates the field. Shared by cell and
+/// bench-speed records.
+pub fn libtorch_label(libtorch: Option<&str>, cuda: Option<&str>) -> Option<String> {
+    libtorch.map(|l| match cuda {
+        Some(cuda) => format!("{l} ({cuda})"),
+        None => l.to_owned(),
+    })
+}
+
 /// Reads one finished cell folder.
 pub fn load_cell(dir: &Path) -> Result<CellRecord> {
     let info = read_json(&dir.join("cell.json"))?;
@@ -159,11 +169,8 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
                 let context = &v["context"];
                 device = context["device"].as_str().unwrap_or_default().to_owned();
                 suite_version = context["suite_version"].as_str().unwrap_or("unrecorded").to_owned();
-                libtorch = context["libtorch"].as_str().map(|l| match context["cuda"].as_str() {
-                    Some(cuda) => format!("{l} ({cuda})"),
-                    None => l.to_owned(),
-                });
-                for d in v["context"]["deviations"].as_array().into_iter().flatten() {
+                libtorch = libtorch_label(context["libtorch"].as_str(), context["cuda"].as_str());
+                for d in context["deviations"].as_array().into_iter().flatten() {
                     if let Some(d) = d.as_str() {
                         deviations.push(d.to_owned());
                     }
@@ -243,4 +250,16 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
         evaluations,
         telemetry,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::libtorch_label;
+
+    #[test]
+    fn libtorch_labels_carry_cuda_versions_on_a_gpu_only() {
+        assert_eq!(libtorch_label(None, Some("CUDA runtime 13000, cuDNN 91900")), None);
+        assert_eq!(libtorch_label(Some("2.11.0+cu130"), None).as_deref(), Some("2.11.0+cu130"));
+        assert_eq!(libtorch_label(Some("2.11.0+cu130"), Some("CUDA runtime 13000, cuDNN 91900")).as_deref(), Some("2.11.0+cu130 (CUDA runtime 13000, cuDNN 91900)"));
+    }
 }

@@ -51,6 +51,9 @@ pub struct BenchRecord {
     /// The libtorch loaded (absent in records written before it was recorded).
     #[serde(default)]
     pub libtorch: Option<String>,
+    /// CUDA runtime and cuDNN versions on a GPU.
+    #[serde(default)]
+    pub cuda: Option<String>,
     pub torch_threads: i32,
     pub rounds: usize,
     pub iterations_per_round: usize,
@@ -163,7 +166,7 @@ pub fn speeds(bench: Option<&BenchRecord>, records: &[CellRecord]) -> Speeds {
         let loaded = b.load_before.is_loaded() || b.load_after.is_loaded();
         let load = format!("{}: {} before, {} after", if loaded { "busy machine" } else { "quiet machine" }, b.load_before.describe(), b.load_after.describe());
         return Speeds {
-            source: Source::Bench { device: match &b.libtorch { Some(l) => format!("{}, libtorch {l}", b.device), None => b.device.clone() }, rounds: b.rounds, iterations_per_round: b.iterations_per_round, load },
+            source: Source::Bench { device: match crate::records::libtorch_label(b.libtorch.as_deref(), b.cuda.as_deref()) { Some(l) => format!("{}, libtorch {l}", b.device), None => b.device.clone() }, rounds: b.rounds, iterations_per_round: b.iterations_per_round, load },
             arms: b
                 .arms
                 .iter()
