@@ -6,7 +6,8 @@
 #   bash gpu-smoke.sh            # the whole smoke test on cuda
 #
 # Steps: bench-step on cuda (LeNet: plain / three-pass / two-pass), CDAN and MCD with GH++ on
-# M->U for 500 iterations each, one real training iteration of CDAN and MCD (none, GH++) on
+# M->U for 500 harmonized iterations each (CDAN after its 937-iteration source-only epoch; each
+# run must have formed and measured its pair), one real training iteration of CDAN and MCD (none, GH++) on
 # ResNet-50 at 224, each checked to have completed; timings and GPU memory (nvidia-smi) at the end.
 # Exit 0: every step passed, or no CUDA device (said so). Exit 1: a step failed or the setup is
 # wrong (the message says what to do).
@@ -115,7 +116,9 @@ step() { # step NAME TIMEOUT_S CHECK COMMAND...   (CHECK: a function given the s
   names+=("$name"); results+=("$verdict"); seconds+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')")
 }
 
-# The run record's last line is the summary: completed, with a finite accuracy.
+# The run record's last line is the summary: completed, with a finite accuracy, and it trained what
+# was asked: every harmonized pair formed in some step (an adapted, harmonized run, not a
+# source-only one labelled GH++).
 run_completed() {
   local record=$1
   "$python" - "$record" <<'PY'
@@ -132,8 +135,14 @@ if last.get("status") != "completed":
 acc = last.get("final_accuracy")
 if acc is None or not math.isfinite(acc):
     print("no final accuracy"); sys.exit(1)
+if last.get("trained") != "as-asked":
+    print(f"trained: {last.get('trained')} (the transfer loss or the harmonized pair never trained)"); sys.exit(1)
+pairs = last.get("harmonization") or {}
+if not pairs or any(p.get("formed_steps", 0) == 0 or p.get("measured_steps", 0) == 0 for p in pairs.values()):
+    print(f"no harmonized step in a GH++ run: {pairs}"); sys.exit(1)
+steps = ", ".join(f"{k} formed in {p['formed_steps']}, reweighted in {p.get('reweighted_steps', 0)}" for k, p in pairs.items())
 print(f"completed {last['iterations']} iterations, target accuracy {100 * acc:.2f} %, "
-      f"{last['seconds_per_100_steps']:.3f} s / 100 iterations")
+      f"{last['seconds_per_100_steps']:.3f} s / 100 iterations; {steps}")
 PY
 }
 check_cdan() { run_completed "$work/runs/cdan/run.jsonl"; }
@@ -144,10 +153,15 @@ resnet_batch=32
 
 step "bench-step LeNet" 120 - \
   "$suite" bench-step --device "$device" --backbone lenet --harmonizer gh++
+# CDAN's digits protocol trains its first epoch (937 iterations on M->U) on the source alone:
+# its run goes that far plus GH_SMOKE_ITERS adapted, harmonized iterations.
+cdan_warmup=937
 for method in cdan mcd; do
-  step "$method GH++ M-U $iters it" 180 "check_$method" \
+  length=$iters label="$iters it"
+  if [[ $method == cdan ]]; then length=$(( cdan_warmup + iters )) label="$cdan_warmup+$iters it"; fi
+  step "$method GH++ M-U $label" 180 "check_$method" \
     "$suite" run-one --method "$method" --harmonizer gh++ --task M-U --split usps=test \
-      --iters "$iters" --seed 1 --device "$device" --data-root "$data" --out "$work/runs/$method" --quiet
+      --iters "$length" --seed 1 --device "$device" --data-root "$data" --out "$work/runs/$method" --quiet
 done
 step "ResNet-50 iteration (CDAN, MCD x none, GH++)" 180 - \
   "$suite" bench-iteration --device "$device" --dataset office31 --baselines cdan,mcd \

@@ -34,6 +34,10 @@ pub struct RunSpec {
     /// The image pipeline's transforms (image tasks only; absent for digits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<ImageInput>,
+    /// Your own images read like the digits benchmarks instead (in memory, grey 28×28 for LeNet:
+    /// [`crate::data::own_digits`]); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digits_input: Option<DigitsFormat>,
     pub seed: u64,
     pub method: MethodConfig,
     pub harmonizer: Harmonizer,
@@ -45,6 +49,10 @@ pub struct RunSpec {
     pub telemetry_every: u64,
     #[serde(default)]
     pub backward: BackwardPath,
+    /// How this run departs from its protocol by request (run-one's `--set`, `--iters-per-epoch`),
+    /// one sentence each: recorded with the run's deviations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested_deviations: Vec<String>,
 }
 
 impl RunSpec {
@@ -53,9 +61,12 @@ impl RunSpec {
         if s.iterations == 0 || s.iters_per_epoch == 0 || s.eval_every == 0 || self.telemetry_every == 0 {
             bail!("iterations, iters_per_epoch, eval_every and telemetry_every must be positive");
         }
-        match (&self.task, &self.images) {
-            (Task::Digits(_), Some(_)) => bail!("digits tasks take no image input settings"),
-            (Task::Benchmark { .. } | Task::Own { .. }, None) => bail!("image tasks need image input settings (resize, crop)"),
+        match (&self.task, &self.images, &self.digits_input) {
+            (Task::Digits(_), Some(_), _) | (Task::Digits(_), _, Some(_)) => bail!("digits tasks take no image input settings"),
+            (Task::Own { .. }, None, Some(_)) => {}
+            (_, Some(_), Some(_)) => bail!("a run reads its images either through the image pipeline or like the digits, not both"),
+            (Task::Benchmark { .. }, _, Some(_)) => bail!("benchmark tasks are read through the image pipeline"),
+            (Task::Benchmark { .. } | Task::Own { .. }, None, None) => bail!("image tasks need image input settings (resize, crop)"),
             _ => {}
         }
         // Fail before any data is read when no network fits the input.
@@ -63,7 +74,47 @@ impl RunSpec {
         if !self.method.name().harmonizes() && self.harmonizer.method() != crate::harmonizer::Method::None {
             bail!("{} has no harmonized pair: run it with harmonizer none", self.method.name());
         }
+        let warmup = self.warmup_iterations();
+        if warmup >= s.iterations {
+            bail!("{}", WarmupTooLong { method: self.method.name().name(), warmup, iterations: s.iterations, epochs: warmup / s.iters_per_epoch, iters_per_epoch: s.iters_per_epoch });
+        }
         Ok(())
+    }
+
+    /// Iterations before the method's transfer loss (and so its harmonized pair) first trains:
+    /// CDAN's source-only epochs; 0 for the others.
+    pub fn warmup_iterations(&self) -> u64 {
+        self.method.warmup_epochs() * self.schedule.iters_per_epoch
+    }
+}
+
+/// A run that would end inside its method's warm-up: none of its steps would train the transfer
+/// loss or meet the harmonizer. The message names the shortest length and the setting to change.
+#[derive(Debug)]
+pub struct WarmupTooLong {
+    pub method: &'static str,
+    pub warmup: u64,
+    pub iterations: u64,
+    pub epochs: u64,
+    pub iters_per_epoch: u64,
+}
+
+impl std::fmt::Display for WarmupTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{m} trains the source cross-entropy alone for its first {e} epoch(s) ({w} iterations at {ipe} per epoch): \
+             a run of {n} iterations ends inside that warm-up, so neither {m}'s transfer loss nor the harmonizer would ever train. \
+             Run at least {min} iterations (--iters {min}; --iters {ex} gives 500 adapted steps), or shorten the warm-up \
+             with --set source_only_epochs=0 (recorded as a deviation)",
+            m = self.method,
+            e = self.epochs,
+            w = self.warmup,
+            ipe = self.iters_per_epoch,
+            n = self.iterations,
+            min = self.warmup + 1,
+            ex = self.warmup + 500,
+        )
     }
 }
 
@@ -127,6 +178,12 @@ pub struct Evaluation {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairSummary {
+    /// Steps whose backward included this pair's two losses (the transfer loss trained).
+    #[serde(default)]
+    pub formed_steps: u64,
+    /// Steps where the harmonizer changed a weight (w1 or w2 not 1): GH / GH++ only.
+    #[serde(default)]
+    pub reweighted_steps: u64,
     /// Steps whose dot products were measured (every harmonized step for GH / GH++; the
     /// telemetry steps for `none`).
     pub measured_steps: u64,
@@ -138,16 +195,53 @@ pub struct PairSummary {
     pub clamped_steps: u64,
 }
 
-impl From<&HarmonizationSummary> for PairSummary {
-    fn from(s: &HarmonizationSummary) -> Self {
+impl PairSummary {
+    fn new(steps: &crate::methods::PairSteps, s: &HarmonizationSummary) -> Self {
         let w = s.mean_weights_in_conflict();
         PairSummary {
+            formed_steps: steps.formed,
+            reweighted_steps: steps.reweighted,
             measured_steps: s.measured_steps,
             conflict_rate: s.conflict_rate(),
             mean_w1_in_conflict: w.map(|w| w.0),
             mean_w2_in_conflict: w.map(|w| w.1),
             mean_cos: (s.measured_steps > 0).then(|| s.sum_cos / s.measured_steps as f64),
             clamped_steps: s.clamps,
+        }
+    }
+}
+
+/// What a run's steps trained, against what was asked (a run that never trained its baseline's
+/// transfer loss, or never met its harmonizer, is not a result of that baseline or harmonizer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trained {
+    /// Every harmonized pair of the method was formed in some step (or the method has none).
+    #[default]
+    AsAsked,
+    /// The method's transfer loss never entered a step (harmonizer none).
+    NotAdapted,
+    /// GH / GH++ was asked but no step formed the pair it harmonizes.
+    NotHarmonized,
+}
+
+impl Trained {
+    pub fn label(self) -> &'static str {
+        match self {
+            Trained::AsAsked => "as-asked",
+            Trained::NotAdapted => "not-adapted",
+            Trained::NotHarmonized => "not-harmonized",
+        }
+    }
+
+    /// From the pairs a run formed.
+    pub fn judge(spec: &RunSpec, pairs: &BTreeMap<String, PairSummary>) -> Trained {
+        if !spec.method.name().harmonizes() || pairs.values().any(|p| p.formed_steps > 0) {
+            Trained::AsAsked
+        } else if spec.harmonizer.method() == crate::harmonizer::Method::None {
+            Trained::NotAdapted
+        } else {
+            Trained::NotHarmonized
         }
     }
 }
@@ -184,6 +278,10 @@ pub struct RunSummary {
     pub seconds_per_epoch: f64,
     pub seconds_per_100_steps: f64,
     pub harmonization: BTreeMap<String, PairSummary>,
+    /// Whether the steps trained what was asked (see [`Trained`]); shown and left out of claims
+    /// by the report when not.
+    #[serde(default)]
+    pub trained: Trained,
 }
 
 /// A run's training state: the method with its networks and optimisers, the two training streams
@@ -316,6 +414,12 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
             return Err(RunStopped { iteration: done, reason }.into());
         }
     }
+    let harmonization: BTreeMap<String, PairSummary> = trainer
+        .ctx
+        .pair_steps
+        .iter()
+        .map(|(k, steps)| (k.clone(), PairSummary::new(steps, &trainer.ctx.summary.get(k).copied().unwrap_or_default())))
+        .collect();
     let completed = status == RunStatus::Completed;
     let last = evaluations.last().filter(|_| completed);
     let best = evaluations.iter().filter(|_| completed).max_by(|a, b| a.accuracy.total_cmp(&b.accuracy));
@@ -335,7 +439,31 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
         train_seconds,
         seconds_per_epoch,
         seconds_per_100_steps: train_seconds / trained.max(1) as f64 * 100.0,
-        harmonization: trainer.ctx.summary.iter().map(|(k, v)| (k.clone(), PairSummary::from(v))).collect(),
+        trained: Trained::judge(spec, &harmonization),
+        harmonization,
+    })
+}
+
+/// The feature extractor a spec trains, in words (run-one's plan): which rule picked it and why.
+pub fn describe_network(spec: &RunSpec) -> Result<String> {
+    use crate::networks::Network;
+    let method = spec.method.name();
+    Ok(match network(spec, None)? {
+        Network::Digits(DigitsFormat::Grey28) if method == crate::methods::MethodName::Dwl => "DWL's digits network (two conv blocks to 768), 28×28 grey".to_owned(),
+        Network::Digits(DigitsFormat::Grey28) => "LeNet, 28×28 grey".to_owned(),
+        Network::Digits(DigitsFormat::Rgb32) => "DTN, 32×32 RGB".to_owned(),
+        Network::Image { backbone, .. } => format!(
+            "{} ({}) + the protocol's heads",
+            backbone.network.name(),
+            if backbone.pretrained { "ImageNet-1K weights" } else { "random initialisation" }
+        ),
+        Network::Vit { backbone, .. } => format!(
+            "ViT (side {}, patch {}, depth {}, {}) + SSRT's heads",
+            backbone.config.image,
+            backbone.config.patch,
+            backbone.config.depth,
+            if backbone.pretrained { format!("{} weights", backbone.weights.dataset()) } else { "random initialisation".to_owned() }
+        ),
     })
 }
 
@@ -365,13 +493,16 @@ fn network(spec: &RunSpec, weights_root: Option<&std::path::Path>) -> Result<cra
         let weights = backbone.pretrained.then(|| weights_root.map(|r| backbone.network.imagenet_weights(r))).flatten();
         return Ok(Network::Image { backbone, weights });
     }
+    if let Some(format) = spec.digits_input {
+        return Ok(Network::Digits(format));
+    }
     match (&spec.task, &spec.images) {
         (Task::Digits(t), _) => Ok(Network::Digits(t.format())),
         (_, Some(input)) if input.crop == 32 => Ok(Network::Digits(DigitsFormat::Rgb32)),
         (_, Some(input)) => bail!(
             "{c}×{c} images need a ResNet backbone: this {} configuration has none (the image protocols of \
              protocol.toml set `backbone = {{ network = \"resnet50\", pretrained = true }}`). Or train the DTN on \
-             32×32 crops, e.g. --image-size 36/32",
+             32×32 crops, e.g. --image-size 36/32, or LeNet on whole 28×28 grey images, --image-size 28",
             spec.method.name(),
             c = input.crop
         ),
@@ -515,6 +646,13 @@ fn non_finite(ctx: &StepContext) -> Option<String> {
 /// Sentence per deviation of this run from the paper's protocol, recorded with it.
 pub fn deviations(spec: &RunSpec, data: &TaskData) -> Vec<String> {
     let mut out = data.deviations.clone();
+    out.extend(spec_deviations(spec));
+    out
+}
+
+/// The deviations a spec states by itself (those of its data aside: stand-ins, files left out).
+pub fn spec_deviations(spec: &RunSpec) -> Vec<String> {
+    let mut out = spec.requested_deviations.clone();
     if let (Task::Benchmark { .. }, Some(input)) = (&spec.task, &spec.images) {
         if (input.resize, input.crop) != (ImageInput::PAPER.resize, ImageInput::PAPER.crop) {
             out.push(format!("images resized to {} and cropped to {} (paper protocol: 256 and 224)", input.resize, input.crop));

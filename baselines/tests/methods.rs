@@ -6,7 +6,7 @@ use baselines::data::{DigitsFormat, DigitsTask, TaskData};
 use baselines::harmonizer::{GhppRule, Harmonizer, OutsideScope};
 use baselines::methods::common::{LrSchedule, Sgd};
 use baselines::methods::{cdan, dwl, gvb, mcd, source_only, BackwardPath, MethodConfig};
-use baselines::train::{run, NoObserver, RunObserver, RunSpec, RunStatus, RunSummary, Schedule};
+use baselines::train::{run, NoObserver, RunObserver, RunSpec, RunStatus, RunSummary, Schedule, Trained};
 use tch::Device;
 
 /// libtorch's random generator (initialisation, dropout) is global to the process: tests that
@@ -80,6 +80,7 @@ fn spec(method: MethodConfig, harmonizer: Harmonizer, iterations: u64) -> RunSpe
     RunSpec {
         task: DigitsTask::parse("mnist-usps").unwrap().into(),
         images: None,
+        digits_input: None,
         seed: 3,
         method,
         harmonizer,
@@ -87,6 +88,7 @@ fn spec(method: MethodConfig, harmonizer: Harmonizer, iterations: u64) -> RunSpe
         stand_ins: Default::default(),
         telemetry_every: 2,
         backward: BackwardPath::TwoPass,
+        requested_deviations: Vec::new(),
     }
 }
 
@@ -243,4 +245,38 @@ fn three_pass_backward_gives_the_same_run_as_two_pass() {
     let (ca, cb) = (&a.harmonization["transfer/cls"], &b.harmonization["transfer/cls"]);
     assert_eq!(ca.measured_steps, 15);
     assert_eq!(ca.measured_steps, cb.measured_steps);
+}
+
+#[test]
+fn the_summary_counts_what_trained_per_pair() {
+    let _rng = torch_rng();
+    let data = data();
+    let config = configs().into_iter().find(|c| matches!(c, MethodConfig::Cdan(_))).unwrap();
+    // 30 iterations of 20 per epoch: the first epoch is CDAN's source-only warm-up, so the pair
+    // forms in the last 10, whatever the harmonizer, and only GH / GH++ reweight it.
+    for h in [Harmonizer::none(), Harmonizer::gh(), Harmonizer::gh_plus_plus(0.5, GhppRule::Released).unwrap()] {
+        let s = spec(config.clone(), h, 30);
+        assert_eq!(s.warmup_iterations(), 20);
+        let summary = run(&s, &data, Device::Cpu, &mut NoObserver).unwrap();
+        let pair = &summary.harmonization["transfer/cls"];
+        if summary.status == RunStatus::Completed {
+            assert_eq!(pair.formed_steps, 10, "{}: {pair:?}", h.label());
+        }
+        assert_eq!(summary.trained, Trained::AsAsked);
+        if h.method() == baselines::harmonizer::Method::None {
+            assert_eq!(pair.reweighted_steps, 0);
+        } else {
+            // A step is reweighted exactly when its gradients conflict (d < 0).
+            let conflicts = (pair.conflict_rate.unwrap() * pair.measured_steps as f64).round() as u64;
+            assert_eq!(pair.reweighted_steps, conflicts, "{}: {pair:?}", h.label());
+        }
+    }
+    // A run whose pair never formed is labelled as such, by harmonizer.
+    let none_formed = std::collections::BTreeMap::new();
+    assert_eq!(Trained::judge(&spec(config.clone(), Harmonizer::gh(), 30), &none_formed), Trained::NotHarmonized);
+    assert_eq!(Trained::judge(&spec(config.clone(), Harmonizer::none(), 30), &none_formed), Trained::NotAdapted);
+    assert_eq!(Trained::judge(&spec(configs().remove(0), Harmonizer::none(), 30), &none_formed), Trained::AsAsked);
+    // A run that would end inside the warm-up is refused before training.
+    let err = run(&spec(config, Harmonizer::gh(), 20), &data, Device::Cpu, &mut NoObserver).unwrap_err().to_string();
+    assert!(err.contains("warm-up") && err.contains("--iters 21") && err.contains("source_only_epochs=0"), "{err}");
 }

@@ -213,3 +213,19 @@ fn load_resizes_usps_to_the_task_format() {
     let missing = load(Path::new("/nonexistent"), Domain::Mnist, Split::Train, DigitsFormat::Grey28, tch::Device::Cpu);
     assert!(err_text(missing).contains("/nonexistent/mnist/train-images-idx3-ubyte"));
 }
+
+/// The published split sizes that data-derived epochs are planned from (before any data is read)
+/// are what the readers find in the real files: checked on the project's copies of MNIST (both
+/// splits) and the USPS test split (`../shared/datasets`, beside the checkout and CI's clone).
+#[test]
+fn planned_split_sizes_match_the_real_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
+    if !root.is_dir() {
+        eprintln!("skipped: no {} (the real MNIST / USPS files)", root.display());
+        return;
+    }
+    for (domain, split) in [(Domain::Mnist, Split::Train), (Domain::Mnist, Split::Test), (Domain::Usps, Split::Test)] {
+        let set = load(&root, domain, split, DigitsFormat::Grey28, tch::Device::Cpu).unwrap();
+        assert_eq!(set.len() as usize, domain.split_size(split), "{} {}", domain.name(), split.name());
+    }
+}

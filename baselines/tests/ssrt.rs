@@ -48,6 +48,7 @@ fn ssrt_trains_without_and_with_gh_and_gh_plus_plus_to_complete_records() {
         let spec = RunSpec {
             task: DigitsTask::parse("mnist-usps").unwrap().into(),
             images: None,
+        digits_input: None,
             seed: 1,
             method: MethodConfig::Ssrt(config(SafeTrainingMode::RampOnly)),
             harmonizer,
@@ -55,6 +56,7 @@ fn ssrt_trains_without_and_with_gh_and_gh_plus_plus_to_complete_records() {
             stand_ins: Default::default(),
             telemetry_every: 2,
             backward: BackwardPath::TwoPass,
+            requested_deviations: Vec::new(),
         };
         let summary = run(&spec, &data, Device::Cpu, &mut NoObserver).unwrap();
         assert_eq!(summary.status, RunStatus::Completed, "{}: {summary:?}", harmonizer.label());
@@ -142,6 +144,7 @@ fn a_pretrained_vit_without_its_weights_names_the_fetch() {
     let spec = RunSpec {
         task: DigitsTask::parse("mnist-usps").unwrap().into(),
         images: None,
+        digits_input: None,
         seed: 1,
         method: MethodConfig::Ssrt(c),
         harmonizer: Harmonizer::none(),
@@ -149,6 +152,7 @@ fn a_pretrained_vit_without_its_weights_names_the_fetch() {
         stand_ins: Default::default(),
         telemetry_every: 2,
         backward: BackwardPath::TwoPass,
+        requested_deviations: Vec::new(),
     };
     let err = format!("{:#}", run(&spec, &data, Device::Cpu, &mut NoObserver).unwrap_err());
     assert!(err.contains("data-fetch fetch vit-b16-in21k-ft-in1k"), "{err}");

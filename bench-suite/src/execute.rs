@@ -73,10 +73,14 @@ impl RunObserver for ProgressObserver {
     }
 }
 
-/// Loads the data of a run (a spec's task and stand-ins).
+/// Loads the data of a run (a spec's task and stand-ins; own data read like the digits where the
+/// spec says so).
 pub fn load_data(spec: &RunSpec, data_root: &Path, options: &LoadOptions, device: Device) -> Result<TaskData> {
-    load_task(data_root, &spec.task, &spec.stand_ins, spec.images.as_ref(), options, device)
-        .with_context(|| format!("loading the data of {} from {}", spec.task.short_name(), data_root.display()))
+    let loaded = match (&spec.task, spec.digits_input) {
+        (baselines::data::Task::Own { source, target }, Some(format)) => baselines::data::own_digits::load(source, target, format, device),
+        _ => load_task(data_root, &spec.task, &spec.stand_ins, spec.images.as_ref(), options, device),
+    };
+    loaded.with_context(|| format!("loading the data of {} from {}", spec.task.short_name(), data_root.display()))
 }
 
 /// Trains `spec` and leaves its record in `out_dir/run.jsonl` (complete runs only).

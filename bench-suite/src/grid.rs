@@ -190,7 +190,6 @@ fn run_spec(
         _ => None,
     };
     let paper_config = protocol.baseline_config(dataset, baseline, Some(task))?;
-    let paper_schedule = protocol.schedule(dataset, method)?;
     let mut deviations = Vec::new();
     let config = match profile.hyperparameters.get(baseline) {
         Some(overrides) => {
@@ -203,6 +202,13 @@ fn run_spec(
         }
         None => paper_config,
     };
+    let stand_ins: SplitStandIns = match parsed.digits() {
+        Some(t) => stand_ins.iter().filter(|(d, _)| **d == t.source || **d == t.target).map(|(d, s)| (*d, *s)).collect(),
+        None => SplitStandIns::new(),
+    };
+    // Data epochs (CDAN's digits script) from the published split sizes, stand-ins applied.
+    let sizes = parsed.digits().map(|t| baselines::data::TrainSizes::of_digits(t, &stand_ins));
+    let paper_schedule = protocol.schedule(dataset, method)?.resolve(config.batch(), sizes)?;
     let schedule = match profile.schedule.get(baseline) {
         Some(s) => s.clone(),
         None => paper_schedule.clone(),
@@ -213,13 +219,10 @@ fn run_spec(
             schedule.iterations, schedule.eval_every, paper_schedule.iterations, paper_schedule.eval_every
         ));
     }
-    let stand_ins: SplitStandIns = match parsed.digits() {
-        Some(t) => stand_ins.iter().filter(|(d, _)| **d == t.source || **d == t.target).map(|(d, s)| (*d, *s)).collect(),
-        None => SplitStandIns::new(),
-    };
     let spec = RunSpec {
         task: parsed,
         images,
+        digits_input: None,
         seed,
         method: config,
         harmonizer,
@@ -227,6 +230,7 @@ fn run_spec(
         stand_ins,
         telemetry_every: profile.telemetry_every,
         backward: BackwardPath::TwoPass,
+        requested_deviations: Vec::new(),
     };
     spec.validate()?;
     Ok((spec, deviations))

@@ -1,19 +1,11 @@
 //! `bench-suite`: runs the experiments of the reproduction suite.
 
 use anyhow::{Context, Result};
-use baselines::data::decoded_cache::CacheMode;
-use baselines::data::image_task::LoadOptions;
-use baselines::data::transform::ImageInput;
-use baselines::data::{parse_stand_in, SplitStandIns, Task};
-use baselines::harmonizer::{GhppRule, Harmonizer, Method, OutsideScope};
-use baselines::methods::BackwardPath;
-use baselines::train::RunSpec;
-use bench_suite::execute::{self, ProgressObserver};
-use bench_suite::grid::override_config;
+use baselines::harmonizer::{GhppRule, Harmonizer, Method};
 use bench_suite::protocol::Protocol;
 use bench_suite::runner::{self, RunOptions, Runs};
 use bench_suite::step_bench::{self, StepBenchConfig};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -34,100 +26,11 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum OutsideScopeArg {
-    Reweighted,
-    ScopeOnly,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum BackwardArg {
-    TwoPass,
-    ThreePass,
-}
-
 #[derive(Subcommand)]
 enum Command {
-    /// Train and evaluate one baseline on one task (digits, benchmark or your own images); writes a JSON-lines run record
-    RunOne {
-        /// source-only, cdan, mcd, dwl, gvb, ssrt or ssrt* (SSRT with an ImageNet-1K-only ViT)
-        #[arg(long)]
-        method: String,
-        /// none, gh or gh++
-        #[arg(long, default_value = "none")]
-        harmonizer: Method,
-        /// GH++ trade-off α in [0, 1]
-        #[arg(long, default_value_t = Harmonizer::DEFAULT_ALPHA)]
-        alpha: f64,
-        /// GH++ rule: released (the authors' code) or rotation
-        #[arg(long, default_value = "released")]
-        rule: GhppRule,
-        /// Outside the scope: reweighted (as released: heads get w1/w2 too) or scope-only (a deviation)
-        #[arg(long, default_value = "reweighted")]
-        outside_scope: OutsideScopeArg,
-        /// A digits task (mnist-usps / M-U, usps-mnist, svhn-mnist), a benchmark task
-        /// (office31:A-W, officehome:Ar-Cl, visda2017:Syn-Real, domainnet:clp-inf), or your own
-        /// data: folder:PATH_A->PATH_B (two folders of class subfolders with the same class names)
-        /// or list:FILE_A->FILE_B (two '<path> <label>' image lists)
-        #[arg(long)]
-        task: String,
-        /// Whose protocol (hyperparameters, schedule, transforms) to run: digits, office31,
-        /// officehome, visda2017 or domainnet. Default: the task's own; for your own data,
-        /// office31's (ResNet-50 image protocol), or digits' (DTN) with 32-pixel crops
-        #[arg(long, value_name = "DATASET")]
-        protocol_of: Option<String>,
-        /// Image tasks: resize side / crop side (the image protocols: 256/224). 32-pixel crops of
-        /// your own data train the DTN of the digits protocol
-        #[arg(long, value_name = "RESIZE/CROP", default_value = "256/224")]
-        image_size: String,
-        /// Image tasks: decoding threads (default: all cores)
-        #[arg(long)]
-        workers: Option<usize>,
-        /// Image tasks: ready batches that may wait in the queue
-        #[arg(long, default_value_t = 4)]
-        prefetch: usize,
-        /// Image tasks: the decoded cache (auto: on where the disk has room; off: decode every time)
-        #[arg(long, default_value = "auto")]
-        cache: String,
-        /// Image tasks: where decoded caches live (default: <data-root>/.decoded-cache)
-        #[arg(long)]
-        cache_dir: Option<PathBuf>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Training iterations (default: the protocol's schedule)
-        #[arg(long)]
-        iters: Option<u64>,
-        /// Evaluate every N iterations (default: the protocol's, at most --iters)
-        #[arg(long)]
-        eval_every: Option<u64>,
-        /// Iterations per epoch (default: the protocol's, at most --iters)
-        #[arg(long)]
-        iters_per_epoch: Option<u64>,
-        /// Record harmonizer telemetry every k-th iteration
-        #[arg(long, default_value_t = 10)]
-        telemetry_every: u64,
-        /// Let a split stand in for a domain's train split, e.g. usps=test (repeatable; recorded as a deviation)
-        #[arg(long = "split", value_name = "DOMAIN=SPLIT")]
-        splits: Vec<String>,
-        /// Override a hyperparameter of the method, e.g. batch=64 or lr=0.05 (repeatable; recorded)
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        /// Where the data lives (as laid out by data-fetch)
-        #[arg(long, env = "GH_DATA_ROOT", default_value = "data")]
-        data_root: PathBuf,
-        /// auto (CUDA if available), cpu, cuda or cuda:N
-        #[arg(long, default_value = "auto")]
-        device: String,
-        /// Harmonized backward: two-pass (default) or three-pass (the released code's shape)
-        #[arg(long, value_enum, default_value = "two-pass")]
-        backward: BackwardArg,
-        /// Output folder for run.jsonl (default: runs/one/<task>-<method>-<harmonizer>-s<seed>)
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// No progress bar
-        #[arg(long)]
-        quiet: bool,
-    },
+    /// Train and evaluate one baseline on one task (digits, benchmark or your own images); says
+    /// its plan first (--dry-run: only that), writes a JSON-lines run record, reports what trained
+    RunOne(bench_suite::run_one::RunOneArgs),
     /// Images per second per core of the image input pipeline (with and without the decoded
     /// cache) against torchvision's ImageFolder + PIL DataLoader on the same JPEGs, same transform
     BenchInput {
@@ -649,26 +552,6 @@ fn write_report(runs: &std::path::Path, profile: &str, out: &std::path::Path) ->
     Ok(())
 }
 
-/// A progress bar for building decoded caches (one per list, shown while it builds).
-fn cache_progress_bar() -> baselines::data::image_task::CacheProgress {
-    let bar = std::sync::Mutex::new(None::<(String, indicatif::ProgressBar)>);
-    std::sync::Arc::new(move |what: &str, done: usize, total: usize| {
-        let mut slot = bar.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.as_ref().is_none_or(|(w, _)| w != what) {
-            let b = indicatif::ProgressBar::new(total as u64);
-            b.set_style(indicatif::ProgressStyle::with_template("decoded cache {prefix} [{bar:25}] {pos}/{len} images, ETA {eta}").expect("valid template"));
-            b.set_prefix(what.to_owned());
-            *slot = Some((what.to_owned(), b));
-        }
-        if let Some((_, b)) = slot.as_ref() {
-            b.set_position(done as u64);
-            if done >= total {
-                b.finish_and_clear();
-            }
-        }
-    })
-}
-
 fn load_protocol(path: &Option<PathBuf>) -> Result<Protocol> {
     match path {
         Some(p) => Protocol::load(p),
@@ -678,146 +561,7 @@ fn load_protocol(path: &Option<PathBuf>) -> Result<Protocol> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::RunOne {
-            method, harmonizer, alpha, rule, outside_scope, task, protocol_of, image_size, workers, prefetch, cache, cache_dir, seed, iters,
-            eval_every, iters_per_epoch, telemetry_every, splits, sets, data_root, device, backward, out, quiet,
-        } => {
-            let protocol = load_protocol(&cli.protocol)?;
-            // A grid baseline: a method, or a variant of one (ssrt*).
-            let baseline = method;
-            let (method, _) = protocol.baseline_method(&baseline.to_ascii_lowercase())?;
-            let task = Task::parse(&task)?;
-            let size = match task {
-                Task::Digits(_) => None,
-                _ => Some(ImageInput::parse_size(&image_size).context("--image-size")?),
-            };
-            let (own_dataset, task_id) = match &task {
-                Task::Digits(t) => ("digits", Some(t.id())),
-                Task::Benchmark { benchmark, source, target } => {
-                    let d = benchmark.domains();
-                    (benchmark.name(), Some(format!("{}-{}", d[*source].id, d[*target].id)))
-                }
-                Task::Own { .. } => (if size.is_some_and(|s| s.crop == 32) { "digits" } else { "office31" }, None),
-            };
-            let dataset = protocol_of.unwrap_or_else(|| own_dataset.to_owned());
-            anyhow::ensure!(protocol.datasets.contains_key(&dataset), "--protocol-of {dataset}: not a dataset of the protocol ({})", protocol.datasets.keys().cloned().collect::<Vec<_>>().join(", "));
-            anyhow::ensure!(task.digits().is_none() || dataset == "digits", "digits tasks run the digits protocol (--protocol-of {dataset} was given)");
-            // Per-task overrides apply when the task is one of that dataset's.
-            let task_id = task_id.filter(|t| dataset == own_dataset && protocol.datasets[&dataset].tasks.contains(t));
-            let images = match (&task, size) {
-                (Task::Benchmark { benchmark, source, target }, Some(size)) if dataset != "digits" => {
-                    let d = benchmark.domains();
-                    Some(ImageInput { resize: size.resize, crop: size.crop, ..protocol.image_input(&dataset, method, d[*source].name, d[*target].name)? })
-                }
-                (Task::Own { .. }, Some(size)) if dataset != "digits" => {
-                    Some(ImageInput { resize: size.resize, crop: size.crop, ..protocol.image_input(&dataset, method, "source", "target")? })
-                }
-                (_, size) => size,
-            };
-            let mut config = protocol.baseline_config(&dataset, &baseline.to_ascii_lowercase(), task_id.as_deref())?;
-            if !sets.is_empty() {
-                let mut table = toml::Table::new();
-                for s in &sets {
-                    let (k, v) = s.split_once('=').with_context(|| format!("--set '{s}': expected KEY=VALUE"))?;
-                    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {v}"))
-                        .map(|mut t| t.remove("v").unwrap())
-                        .unwrap_or_else(|_| toml::Value::String(v.to_owned()));
-                    table.insert(k.trim().to_owned(), value);
-                }
-                config = override_config(&config, &table).context("--set")?;
-            }
-            let mut schedule = protocol.schedule(&dataset, method)?;
-            if let Some(n) = iters {
-                schedule.iterations = n;
-                schedule.eval_every = schedule.eval_every.min(n);
-                schedule.iters_per_epoch = schedule.iters_per_epoch.min(n);
-            }
-            if let Some(e) = eval_every {
-                schedule.eval_every = e;
-            }
-            if let Some(e) = iters_per_epoch {
-                schedule.iters_per_epoch = e;
-            }
-            let mut stand_ins = SplitStandIns::new();
-            for s in &splits {
-                let (d, sp) = parse_stand_in(s)?;
-                stand_ins.insert(d, sp);
-            }
-            let spec = RunSpec {
-                task: task.clone(),
-                images,
-                seed,
-                method: config,
-                harmonizer: Harmonizer::new(harmonizer, alpha, rule)?.with_outside_scope(match outside_scope {
-                    OutsideScopeArg::Reweighted => OutsideScope::Reweighted,
-                    OutsideScopeArg::ScopeOnly => OutsideScope::ScopeOnly,
-                }),
-                schedule,
-                stand_ins,
-                telemetry_every,
-                backward: match backward {
-                    BackwardArg::TwoPass => BackwardPath::TwoPass,
-                    BackwardArg::ThreePass => BackwardPath::ThreePass,
-                },
-            };
-            spec.validate()?;
-            let device = baselines::device::select(&device)?;
-            let out = out.unwrap_or_else(|| {
-                PathBuf::from("runs/one").join(format!("{}-{}-{}-s{seed}", task.name().replace(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)), "_"), method.name(), spec.harmonizer.label().replace(['(', ')', ',', '='], "_")))
-            });
-            eprintln!(
-                "run-one: {} {} + {} on {} ({}), seed {seed}, {} iterations, device {}",
-                method.paper_name(),
-                task.short_name(),
-                spec.harmonizer.label(),
-                data_root.display(),
-                if spec.stand_ins.is_empty() { "no stand-ins".to_owned() } else { format!("stand-ins {}", baselines::train::describe_stand_ins(&spec.stand_ins).join(", ")) },
-                spec.schedule.iterations,
-                baselines::device::describe(device)
-            );
-            let mut options = LoadOptions { cache: CacheMode::parse(&cache)?, cache_dir, ..Default::default() };
-            if let Some(w) = workers {
-                options.pipeline.workers = w.max(1);
-            }
-            options.pipeline.prefetch = prefetch.max(1);
-            if !quiet {
-                options.cache_progress = Some(cache_progress_bar());
-            }
-            if images.is_some() {
-                eprintln!("run-one: image task: {}'s {dataset} protocol (hyperparameters, schedule, transforms)", method.name());
-            }
-            let data = execute::load_data(&spec, &data_root, &options, device)?;
-            for d in baselines::train::deviations(&spec, &data) {
-                eprintln!("run-one: deviation: {d}");
-            }
-            let mut progress = ProgressObserver::new(spec.schedule.iterations, &format!("{} {}", method.name(), spec.harmonizer.label()), !quiet);
-            let (summary, path) = execute::execute(&spec, &data, &data_root, device, &out, &mut progress)?;
-            progress.finish();
-            println!("record: {}", path.display());
-            let pct = |x: Option<f64>| x.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
-            if let baselines::train::RunStatus::Diverged { iteration, reason } = &summary.status {
-                println!("DIVERGED at iteration {iteration}: {reason} (no accuracy is reported for this run)");
-            }
-            println!(
-                "final target accuracy: {}   best (oracle selection): {}{}",
-                pct(summary.final_accuracy),
-                pct(summary.best_accuracy_oracle),
-                summary.best_iteration.map(|i| format!(" at iteration {i}")).unwrap_or_default()
-            );
-            if !summary.final_heads.is_empty() {
-                println!("heads at the end: {}", summary.final_heads.iter().map(|(k, v)| format!("{k} {:.2}%", 100.0 * v)).collect::<Vec<_>>().join(", "));
-            }
-            println!("training time: {:.1} s ({:.2} s per 100 steps, {:.2} s per epoch)", summary.train_seconds, summary.seconds_per_100_steps, summary.seconds_per_epoch);
-            for (pair, h) in &summary.harmonization {
-                let pct = |x: Option<f64>| x.map(|v| format!("{:.1}%", 100.0 * v)).unwrap_or_else(|| "-".into());
-                let num = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-                println!(
-                    "pair {pair}: {} measured steps, conflict rate {}, mean w1/w2 in conflict {}/{}, clamped {}",
-                    h.measured_steps, pct(h.conflict_rate), num(h.mean_w1_in_conflict), num(h.mean_w2_in_conflict), h.clamped_steps
-                );
-            }
-            Ok(())
-        }
+        Command::RunOne(args) => bench_suite::run_one::run(&load_protocol(&cli.protocol)?, &args),
         Command::BenchInput { dir, workers, batch, batches, per_size, rounds, python } => {
             anyhow::ensure!(
                 workers > 0 && batch > 0 && batches > 0 && per_size > 0 && rounds > 0,

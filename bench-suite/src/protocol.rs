@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use baselines::data::transform::{ImageInput, ResizeFilter, TrainCrop};
 use baselines::methods::{MethodConfig, MethodName};
-use baselines::train::Schedule;
+use crate::schedule::ScheduleRule;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,7 +30,7 @@ struct ProtocolFile {
     #[serde(default)]
     hyperparameters: BTreeMap<String, BTreeMap<String, toml::Table>>,
     #[serde(default)]
-    schedule: BTreeMap<String, BTreeMap<String, Schedule>>,
+    schedule: BTreeMap<String, BTreeMap<String, ScheduleRule>>,
     #[serde(default)]
     profiles: BTreeMap<String, crate::grid::ProfileEntry>,
     /// Seconds per 100 iterations per baseline, by device kind ("cpu", "cuda").
@@ -85,7 +85,7 @@ pub struct Protocol {
     pub seeds: Vec<u64>,
     pub datasets: BTreeMap<String, DatasetEntry>,
     hyperparameters: BTreeMap<String, BTreeMap<String, toml::Table>>,
-    schedule: BTreeMap<String, BTreeMap<String, Schedule>>,
+    schedule: BTreeMap<String, BTreeMap<String, ScheduleRule>>,
     pub profiles: BTreeMap<String, crate::grid::ProfileEntry>,
     pub cost: BTreeMap<String, BTreeMap<String, f64>>,
     pub backbone_cost: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>,
@@ -190,8 +190,9 @@ impl Protocol {
                         self.method_config(dataset, name, Some(task))?;
                     }
                 }
-                if self.schedule.get(dataset).and_then(|s| s.get(method)).is_none() {
-                    bail!("hyperparameters.{dataset}.{method} has no [schedule.{dataset}.{method}]");
+                match self.schedule.get(dataset).and_then(|s| s.get(method)) {
+                    None => bail!("hyperparameters.{dataset}.{method} has no [schedule.{dataset}.{method}]"),
+                    Some(rule) => rule.validate().with_context(|| format!("schedule.{dataset}.{method}"))?,
                 }
             }
         }
@@ -259,6 +260,11 @@ impl Protocol {
         toml::Value::Table(table).try_into::<MethodConfig>().map_err(|e| anyhow::anyhow!("{at}{}: {e}", task.map(|t| format!(" (task {t})")).unwrap_or_default()))
     }
 
+    /// The datasets whose protocol has hyperparameters for `method`, in file order.
+    pub fn datasets_of(&self, method: MethodName) -> Vec<String> {
+        self.hyperparameters.iter().filter(|(_, m)| m.contains_key(method.name())).map(|(d, _)| d.clone()).collect()
+    }
+
     /// The image transforms of `method` on a task of `dataset` from domain `source` to `target`
     /// (domain names as the readers know them), at 256 / 224.
     pub fn image_input(&self, dataset: &str, method: MethodName, source: &str, target: &str) -> Result<ImageInput> {
@@ -274,7 +280,9 @@ impl Protocol {
         Ok(ImageInput { resize_filter: entry.resize_filter, source_crop: crop_of(source), target_crop: crop_of(target), ..ImageInput::PAPER })
     }
 
-    pub fn schedule(&self, dataset: &str, method: MethodName) -> Result<Schedule> {
+    /// The schedule of `method` on `dataset` as the protocol states it (resolve it with the run's
+    /// batch and training-set sizes).
+    pub fn schedule(&self, dataset: &str, method: MethodName) -> Result<ScheduleRule> {
         self.schedule
             .get(dataset)
             .and_then(|m| m.get(method.name()))

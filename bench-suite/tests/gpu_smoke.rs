@@ -18,7 +18,8 @@ fn write_executable(path: &Path, text: &str) {
 }
 
 /// A bundle folder: the real script, a stand-in binary, real (tiny) data files with their sums.
-/// `mcd_status` is the status the stand-in writes into MCD's run record.
+/// `mcd_status` is the status the stand-in writes into MCD's run record (`not-harmonized`: CDAN's
+/// record says its pair never formed).
 fn stand_in_bundle(dir: &Path, mcd_status: &str) -> PathBuf {
     let bundle = dir.join("gpu-bundle");
     std::fs::create_dir_all(bundle.join("bin")).unwrap();
@@ -36,8 +37,10 @@ while [ $# -gt 0 ]; do case "$1" in --method) method=$2; shift 2;; --out) out=$2
 mkdir -p "$out"
 if [ "$method" = mcd ] && [ "{mcd_status}" = diverged ]; then
   echo '{{"event":"summary","status":"diverged","iteration":7,"reason":"loss is NaN","iterations":7,"final_accuracy":null,"seconds_per_100_steps":1.0}}' > "$out/run.jsonl"
+elif [ "$method" = cdan ] && [ "{mcd_status}" = not-harmonized ]; then
+  echo '{{"event":"summary","status":"completed","iterations":20,"final_accuracy":0.5,"seconds_per_100_steps":1.0,"harmonization":{{}},"trained":"not-harmonized"}}' > "$out/run.jsonl"
 else
-  echo '{{"event":"summary","status":"completed","iterations":20,"final_accuracy":0.5,"seconds_per_100_steps":1.0}}' > "$out/run.jsonl"
+  echo '{{"event":"summary","status":"completed","iterations":20,"final_accuracy":0.5,"seconds_per_100_steps":1.0,"harmonization":{{"p":{{"formed_steps":20,"reweighted_steps":7,"measured_steps":20}}}},"trained":"as-asked"}}' > "$out/run.jsonl"
 fi
 "#
         ),
@@ -131,11 +134,13 @@ fn every_step_runs_and_each_verdict_is_checked() {
     let python = stand_in_python(dir.path(), "2.11.0", false);
     let (output, text) = smoke(&bundle, &python, &[("GH_SMOKE_DEVICE", "cpu"), ("GH_SMOKE_ITERS", "20")]);
     assert_eq!(output.status.code(), Some(0), "{text}");
-    for step in ["bench-step LeNet", "cdan GH++ M-U 20 it", "mcd GH++ M-U 20 it", "ResNet-50 iteration"] {
+    for step in ["bench-step LeNet", "cdan GH++ M-U 937+20 it", "mcd GH++ M-U 20 it", "ResNet-50 iteration"] {
         let line = text.lines().find(|l| l.trim_start().starts_with(step) && l.trim_end().ends_with("ok"));
         assert!(line.is_some(), "no passing summary line for {step}: {text}");
     }
-    assert!(text.contains("completed 20 iterations, target accuracy 50.00 %"), "{text}");
+    // CDAN runs past its source-only epoch; each check reports the pair's harmonized steps.
+    assert!(text.contains("run-one --method cdan --harmonizer gh++ --task M-U --split usps=test --iters 957"), "{text}");
+    assert!(text.contains("completed 20 iterations, target accuracy 50.00 %") && text.contains("p formed in 20, reweighted in 7"), "{text}");
     assert!(text.contains("--device cpu") && text.contains("--batch 2"), "{text}");
     assert!(text.contains("all steps passed"), "{text}");
 }
@@ -150,6 +155,17 @@ fn a_diverged_run_fails_the_smoke_test() {
     let mcd = text.lines().find(|l| l.trim_start().starts_with("mcd GH++ M-U")).unwrap_or_else(|| panic!("{text}"));
     assert!(mcd.contains("FAIL (status diverged: loss is NaN)"), "{mcd}");
     assert!(text.contains("FAILED"), "{text}");
+}
+
+#[test]
+fn a_run_that_never_harmonized_fails_the_smoke_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = stand_in_bundle(dir.path(), "not-harmonized");
+    let python = stand_in_python(dir.path(), "2.11.0", false);
+    let (output, text) = smoke(&bundle, &python, &[("GH_SMOKE_DEVICE", "cpu"), ("GH_SMOKE_ITERS", "20")]);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let cdan = text.lines().find(|l| l.trim_start().starts_with("cdan GH++ M-U")).unwrap_or_else(|| panic!("{text}"));
+    assert!(cdan.contains("FAIL (trained: not-harmonized"), "{cdan}");
 }
 
 #[test]

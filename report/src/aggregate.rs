@@ -16,6 +16,8 @@ pub struct Aggregate {
     pub runs: u32,
     pub completed: u32,
     pub diverged: u32,
+    /// Runs that never trained the baseline's transfer loss or harmonized pair (excluded).
+    pub not_trained: u32,
     pub final_mean: Option<f64>,
     pub final_std: Option<f64>,
     pub best_mean: Option<f64>,
@@ -52,6 +54,7 @@ pub fn aggregate(records: &[CellRecord]) -> Result<Vec<Aggregate>> {
         "method" => col_str(|r| &r.harmonizer_method),
         "alpha" => records.iter().map(|r| r.alpha).collect::<Vec<f64>>(),
         "diverged" => records.iter().map(|r| u32::from(r.diverged_at.is_some())).collect::<Vec<u32>>(),
+        "not_trained" => records.iter().map(|r| u32::from(r.not_trained.is_some())).collect::<Vec<u32>>(),
         "final" => col_f64(&|r| r.final_accuracy),
         "best" => col_f64(&|r| r.best_accuracy),
         "sec_epoch" => col_f64(&|r| Some(r.seconds_per_epoch).filter(|v| v.is_finite())),
@@ -69,6 +72,7 @@ pub fn aggregate(records: &[CellRecord]) -> Result<Vec<Aggregate>> {
             col("alpha").first(),
             len().alias("runs"),
             col("diverged").sum().alias("n_diverged"),
+            col("not_trained").sum().alias("n_not_trained"),
             col("final").count().alias("completed"),
             col("final").mean().alias("final_mean"),
             col("final").std(1).alias("final_std"),
@@ -90,7 +94,7 @@ pub fn aggregate(records: &[CellRecord]) -> Result<Vec<Aggregate>> {
         Ok(c.f64()?.iter().collect())
     };
     let (dataset, task, baseline, harmonizer, method) = (s("dataset")?, s("task")?, s("baseline")?, s("harmonizer")?, s("method")?);
-    let (alpha, runs, completed, diverged) = (num("alpha")?, num("runs")?, num("completed")?, num("n_diverged")?);
+    let (alpha, runs, completed, diverged, not_trained) = (num("alpha")?, num("runs")?, num("completed")?, num("n_diverged")?, num("n_not_trained")?);
     let (fm, fs, bm, bs) = (num("final_mean")?, num("final_std")?, num("best_mean")?, num("best_std")?);
     let (se, s100, conflict, w1, w2) = (num("sec_epoch")?, num("sec_100")?, num("conflict")?, num("w1")?, num("w2")?);
     Ok((0..out.height())
@@ -104,6 +108,7 @@ pub fn aggregate(records: &[CellRecord]) -> Result<Vec<Aggregate>> {
             runs: runs[i].unwrap_or(0.0) as u32,
             completed: completed[i].unwrap_or(0.0) as u32,
             diverged: diverged[i].unwrap_or(0.0) as u32,
+            not_trained: not_trained[i].unwrap_or(0.0) as u32,
             final_mean: fm[i],
             final_std: fs[i],
             best_mean: bm[i],

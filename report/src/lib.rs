@@ -80,12 +80,12 @@ fn opt(v: Option<f64>) -> String {
 
 /// The aggregates as CSV (one row per dataset × task × baseline × harmonizer).
 pub fn aggregates_csv(aggs: &[aggregate::Aggregate]) -> String {
-    let mut out = String::from("dataset,task,baseline,harmonizer,runs,completed,diverged,final_mean,final_std,best_oracle_mean,best_oracle_std,seconds_per_epoch,seconds_per_100_steps,conflict_rate,mean_w1_in_conflict,mean_w2_in_conflict\n");
+    let mut out = String::from("dataset,task,baseline,harmonizer,runs,completed,diverged,not_trained,final_mean,final_std,best_oracle_mean,best_oracle_std,seconds_per_epoch,seconds_per_100_steps,conflict_rate,mean_w1_in_conflict,mean_w2_in_conflict\n");
     for a in aggs {
         let _ = writeln!(
             out,
-            "{},{},{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{}",
-            a.dataset, a.task, a.baseline, a.harmonizer, a.runs, a.completed, a.diverged,
+            "{},{},{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            a.dataset, a.task, a.baseline, a.harmonizer, a.runs, a.completed, a.diverged, a.not_trained,
             opt(a.final_mean), opt(a.final_std), opt(a.best_mean), opt(a.best_std),
             opt(a.seconds_per_epoch), opt(a.seconds_per_100_steps), opt(a.conflict_rate), opt(a.mean_w1), opt(a.mean_w2)
         );
@@ -113,6 +113,18 @@ fn index_text(profile: &str, records: &[records::CellRecord], missing: usize, di
     let mut out = format!("# Report of profile `{profile}`\n\n");
     let _ = writeln!(out, "**Start here: [the paper's claims, checked](claims.md)** (verdicts with intervals; also `claims.tex`, `claims.csv` and the forest plot `claims.png` / `claims.svg`).\n");
     let _ = writeln!(out, "- finished cells: {} ({} diverged, reported as such); cells without a record yet: {missing}", records.len(), diverged);
+    let not_trained: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.not_trained.as_ref().map(|t| format!("{} {} {} seed {} ({t})", r.task, r.baseline, r.harmonizer, r.seed)))
+        .collect();
+    if !not_trained.is_empty() {
+        let _ = writeln!(
+            out,
+            "- cells that never trained their baseline's transfer loss or harmonized pair (marked §, left out of the means and the claims): {} ({})",
+            not_trained.len(),
+            not_trained.join(", ")
+        );
+    }
     let _ = writeln!(out, "- ran with: {}", builds_text(records));
     let _ = writeln!(out, "- accuracy tables: `table_<dataset>_last.tex` (last model) and `table_<dataset>_best.tex` (best evaluation, oracle selection on target test labels)");
     let _ = writeln!(out, "- `table_speed_<dataset>.tex`: training speed (the paper's Table VI); `aggregates.csv`: every aggregate");

@@ -21,6 +21,10 @@ pub struct CellRecord {
     pub alpha: f64,
     pub seed: u64,
     pub diverged_at: Option<u64>,
+    /// `not-adapted` / `not-harmonized`: the run never trained its baseline's transfer loss or
+    /// harmonized pair (the summary's `trained`), so its accuracies are left out like a diverged
+    /// run's; None for runs that trained what was asked (and records from before the field).
+    pub not_trained: Option<String>,
     /// Percent.
     pub final_accuracy: Option<f64>,
     pub best_accuracy: Option<f64>,
@@ -226,6 +230,7 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
         Err(_) => None,
     };
     let text_of = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let not_trained = done["trained"].as_str().filter(|t| *t != "as-asked").map(str::to_owned);
     Ok(CellRecord {
         hash: text_of(&info["hash"]),
         dataset: text_of(&info["dataset"]),
@@ -236,8 +241,9 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
         alpha: f(&spec["harmonizer"]["alpha"]).unwrap_or(0.5),
         seed: info["seed"].as_u64().unwrap_or(0),
         diverged_at: (done["status"].as_str() == Some("diverged")).then(|| done["iteration"].as_u64().unwrap_or(0)),
-        final_accuracy: f(&done["final_accuracy"]).map(|a| 100.0 * a),
-        best_accuracy: f(&done["best_accuracy_oracle"]).map(|a| 100.0 * a),
+        final_accuracy: f(&done["final_accuracy"]).map(|a| 100.0 * a).filter(|_| not_trained.is_none()),
+        best_accuracy: f(&done["best_accuracy_oracle"]).map(|a| 100.0 * a).filter(|_| not_trained.is_none()),
+        not_trained,
         seconds_per_epoch: f(&done["seconds_per_epoch"]).unwrap_or(f64::NAN),
         seconds_per_100_steps: f(&done["seconds_per_100_steps"]).unwrap_or(f64::NAN),
         timing_loaded,

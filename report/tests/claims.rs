@@ -33,6 +33,7 @@ fn cell(baseline: &str, harmonizer: &str, task: &str, seed: u64, accuracy: f64) 
         alpha,
         seed,
         diverged_at: None,
+        not_trained: None,
         final_accuracy: Some(accuracy),
         best_accuracy: Some(accuracy),
         seconds_per_epoch: 1.0,

@@ -72,3 +72,43 @@ fn unknown_profile_is_an_error_naming_the_fix() {
     let err = report::generate_profile(&fixtures(), out.path(), "nope").unwrap_err();
     assert!(format!("{err:#}").contains("bench-suite run --profile nope"));
 }
+
+/// Copies a folder tree (the fixture runs) so that a test can change one record.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_run_that_never_harmonized_is_marked_and_left_out_of_means_and_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    copy_tree(&fixtures(), &runs);
+    // M-U mcd gh seed 1: its summary now says the pair never formed.
+    let done = runs.join("cells/f7f4c8559eb89073/done");
+    let mut summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&done).unwrap()).unwrap();
+    summary["trained"] = serde_json::json!("not-harmonized");
+    std::fs::write(&done, serde_json::to_string_pretty(&summary).unwrap()).unwrap();
+    let out = dir.path().join("out");
+    let g = report::generate_profile(&runs, &out, "fixture").unwrap();
+    let table = std::fs::read_to_string(g.dir.join("table_digits_last.tex")).unwrap();
+    let row = table.lines().find(|l| l.starts_with("MCD+GH &")).unwrap();
+    assert!(row.contains("$^{\\S1}$"), "{row}");
+    assert!(table.contains("never trained the baseline's transfer loss or harmonized pair"), "{table}");
+    let index = std::fs::read_to_string(g.dir.join("index.md")).unwrap();
+    assert!(index.contains("(marked §, left out of the means and the claims): 1 (M-U mcd gh seed 1 (not-harmonized))"), "{index}");
+    let csv = std::fs::read_to_string(g.dir.join("aggregates.csv")).unwrap();
+    let line = csv.lines().find(|l| l.starts_with("digits,M-U,mcd,\"gh\",")).unwrap();
+    // 2 runs, 1 completed with an accuracy, 0 diverged, 1 not trained.
+    assert!(line.starts_with("digits,M-U,mcd,\"gh\",2,1,0,1,"), "{line}");
+    let claims = std::fs::read_to_string(g.dir.join("claims.md")).unwrap();
+    let golden_claims = std::fs::read_to_string(golden().join("claims.md")).unwrap();
+    assert_ne!(claims, golden_claims, "the claims did not change when a run was left out");
+}

@@ -16,6 +16,7 @@ fn cell(harmonizer: &str, seed: u64, secs: f64, loaded: Option<bool>) -> CellRec
         alpha: 0.5,
         seed,
         diverged_at: None,
+        not_trained: None,
         final_accuracy: Some(90.0),
         best_accuracy: Some(90.0),
         seconds_per_epoch: secs,

@@ -9,6 +9,7 @@
 
 pub mod images;
 pub mod mnist;
+pub mod own_digits;
 pub mod svhn;
 pub mod synthetic;
 pub mod task;
@@ -80,6 +81,21 @@ impl Domain {
             "usps" | "U" => Ok(Domain::Usps),
             "svhn" | "S" => Ok(Domain::Svhn),
             _ => bail!("unknown digits domain '{s}': expected mnist, usps or svhn"),
+        }
+    }
+
+    /// Images in `split` as the readers find them in the published files (MNIST 60,000 / 10,000,
+    /// USPS 7,291 / 2,007, SVHN 73,257 / 26,032): data-derived epochs are planned from these
+    /// before any data is read (checked against the readers by test, and against the loaded data
+    /// by every run).
+    pub fn split_size(self, split: Split) -> usize {
+        match (self, split) {
+            (Domain::Mnist, Split::Train) => 60_000,
+            (Domain::Mnist, Split::Test) => 10_000,
+            (Domain::Usps, Split::Train) => 7_291,
+            (Domain::Usps, Split::Test) => 2_007,
+            (Domain::Svhn, Split::Train) => 73_257,
+            (Domain::Svhn, Split::Test) => 26_032,
         }
     }
 
@@ -205,6 +221,26 @@ impl From<DigitsTask> for String {
 /// For some domains a split other than `train` plays the train role (data unavailable here).
 /// Always recorded with the run as a deviation; never applied silently.
 pub type SplitStandIns = BTreeMap<Domain, Split>;
+
+/// Images in the source and target training sets of a run (what data-derived epochs are made of).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainSizes {
+    pub source: usize,
+    pub target: usize,
+}
+
+impl TrainSizes {
+    /// A digits task's training sets, stand-ins applied, from the published split sizes.
+    pub fn of_digits(task: DigitsTask, stand_ins: &SplitStandIns) -> TrainSizes {
+        let size = |d: Domain| d.split_size(stand_ins.get(&d).copied().unwrap_or(Split::Train));
+        TrainSizes { source: size(task.source), target: size(task.target) }
+    }
+
+    /// The sizes of loaded training sets.
+    pub fn of_data(data: &TaskData) -> TrainSizes {
+        TrainSizes { source: data.source_train.len(), target: data.target_train.len() }
+    }
+}
 
 /// Parses `usps=test` (repeatable on the command line).
 pub fn parse_stand_in(s: &str) -> Result<(Domain, Split)> {

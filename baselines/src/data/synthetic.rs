@@ -113,6 +113,22 @@ pub fn libsvm_text(pixels: &[u8], labels: &[u8], side: usize) -> String {
 /// `width`×`height` per class, alternately JPEG and PNG): class k is a bright disc in its own
 /// colour at its own place; `domain_shift` darkens the background, tints it and adds more noise
 /// (the target domain). Returns the class names (`class_a`, `class_b`, ...).
+/// Digit-like class folders `0`..`9` of `per_class` 28×28 grey PNGs each (the band images of
+/// [`band_images`]): your own digits data, as `folder:A->B` reads it.
+pub fn write_digit_folders(dir: &Path, per_class: usize, domain_shift: bool, seed: u64) -> Result<()> {
+    let (pixels, labels) = band_images(per_class * 10, 28, domain_shift, seed);
+    for (i, (image, label)) in pixels.chunks_exact(28 * 28).zip(&labels).enumerate() {
+        let class_dir = dir.join(label.to_string());
+        std::fs::create_dir_all(&class_dir)?;
+        let path = class_dir.join(format!("{i:05}.png"));
+        image::GrayImage::from_raw(28, 28, image.to_vec())
+            .expect("28×28 bytes")
+            .save(&path)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 pub fn write_image_folders(dir: &Path, classes: usize, per_class: usize, width: u32, height: u32, domain_shift: bool, seed: u64) -> Result<Vec<String>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut names = Vec::new();

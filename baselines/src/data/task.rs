@@ -30,6 +30,15 @@ impl OwnData {
             OwnData::Folder(p) | OwnData::List(p) => p,
         }
     }
+
+    /// Its images and labels (list paths relative to the list's folder).
+    pub fn read(&self) -> Result<super::image_list::ImageList> {
+        use super::image_list::ImageList;
+        match self {
+            OwnData::Folder(p) => ImageList::from_class_folders(p, None),
+            OwnData::List(p) => ImageList::from_list_file(p, p.parent().unwrap_or(std::path::Path::new("")), None),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

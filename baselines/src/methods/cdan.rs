@@ -50,6 +50,13 @@ pub enum Conditioning {
     Random { dim: i64 },
 }
 
+/// The harmonized pair (see the module comment).
+pub const PAIRS: &[super::PairDescription] = &[super::PairDescription {
+    label: "transfer/cls",
+    losses: "L1 = transfer loss (entropy-weighted domain BCE), L2 = source cross-entropy",
+    scope: "base network (backbone, bottleneck, classifier)",
+}];
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

@@ -49,6 +49,13 @@ use tch::{Kind, Reduction, Tensor};
 /// DWL's digits networks keep PyTorch's default initialisation (see the module comment).
 const INIT: LayerInit = LayerInit::PyTorchDefault;
 
+/// The harmonized pair (see the module comment).
+pub const PAIRS: &[super::PairDescription] = &[super::PairDescription {
+    label: "balance",
+    losses: "L1 = adversarial BCE on target, L2 = the three classifier discrepancies on target",
+    scope: "generator G",
+}];
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

@@ -39,6 +39,12 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
+/// The harmonized pairs (see the module comment).
+pub const PAIRS: &[super::PairDescription] = &[
+    super::PairDescription { label: "transfer/cls", losses: "L1 = transfer loss (domain BCE), L2 = source cross-entropy", scope: "base network" },
+    super::PairDescription { label: "gvbg/gvbd", losses: "L1 = GVB-G bridge loss, L2 = GVB-D bridge loss", scope: "base network" },
+];
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

@@ -32,6 +32,13 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
+/// The harmonized pair (see the module comment).
+pub const PAIRS: &[super::PairDescription] = &[super::PairDescription {
+    label: "stepB",
+    losses: "L1 = source cross-entropy of F1 and F2 + class-balance entropy, L2 = -trade_off x discrepancy on target",
+    scope: "generator G",
+}];
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

@@ -68,7 +68,19 @@ impl MethodName {
 
     /// Whether the method has a harmonized pair at all.
     pub fn harmonizes(self) -> bool {
-        self != MethodName::SourceOnly
+        !self.pairs().is_empty()
+    }
+
+    /// The pairs the method harmonizes, as its file describes them.
+    pub fn pairs(self) -> &'static [PairDescription] {
+        match self {
+            MethodName::SourceOnly => &[],
+            MethodName::Cdan => cdan::PAIRS,
+            MethodName::Mcd => mcd::PAIRS,
+            MethodName::Dwl => dwl::PAIRS,
+            MethodName::Gvb => gvb::PAIRS,
+            MethodName::Ssrt => ssrt::PAIRS,
+        }
     }
 }
 
@@ -76,6 +88,15 @@ impl std::fmt::Display for MethodName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// A harmonized pair of a method: its record label, its two losses and the parameters whose
+/// gradients the harmonizer compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairDescription {
+    pub label: &'static str,
+    pub losses: &'static str,
+    pub scope: &'static str,
 }
 
 /// Which backward implementation harmonized steps use (identical gradients; see harmonizer).
@@ -121,6 +142,15 @@ impl MethodConfig {
             MethodConfig::Dwl(c) => c.batch,
             MethodConfig::Gvb(c) => c.batch,
             MethodConfig::Ssrt(c) => c.batch,
+        }
+    }
+
+    /// Epochs at the start that train without the transfer loss (CDAN's `source_only_epochs`;
+    /// 0 for the others): no harmonized pair is formed in them.
+    pub fn warmup_epochs(&self) -> u64 {
+        match self {
+            MethodConfig::Cdan(c) => c.source_only_epochs,
+            _ => 0,
         }
     }
 
@@ -226,11 +256,31 @@ pub struct StepContext {
     /// Per-pair counts over the run: every harmonized step (all steps of GH / GH++ runs; the
     /// measured steps of `none` runs).
     pub summary: BTreeMap<String, HarmonizationSummary>,
+    /// Per-pair counts of what trained: every step that formed the pair, measured or not.
+    pub pair_steps: BTreeMap<String, PairSteps>,
+}
+
+/// How often a harmonized pair trained over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PairSteps {
+    /// Steps whose backward included the pair's two losses.
+    pub formed: u64,
+    /// Steps where the harmonizer changed w1 or w2 (GH / GH++ only).
+    pub reweighted: u64,
 }
 
 impl StepContext {
     pub fn new(harmonizer: Harmonizer, backward_path: BackwardPath) -> Self {
-        StepContext { harmonizer, backward_path, iteration: 0, measure: false, records: Vec::new(), losses: Vec::new(), summary: BTreeMap::new() }
+        StepContext {
+            harmonizer,
+            backward_path,
+            iteration: 0,
+            measure: false,
+            records: Vec::new(),
+            losses: Vec::new(),
+            summary: BTreeMap::new(),
+            pair_steps: BTreeMap::new(),
+        }
     }
 
     /// Starts iteration `i`.
@@ -248,6 +298,9 @@ impl StepContext {
         if labels.len() != losses.pairs.len() {
             bail!("internal: {} pair labels for {} pairs", labels.len(), losses.pairs.len());
         }
+        for label in labels {
+            self.pair_steps.entry((*label).to_owned()).or_default().formed += 1;
+        }
         if self.harmonizer.method() == HarmonizerMethod::None && !self.measure {
             backward_plain(losses)?;
             return Ok(());
@@ -256,7 +309,11 @@ impl StepContext {
             BackwardPath::TwoPass => backward_two_pass(&self.harmonizer, params, losses)?,
             BackwardPath::ThreePass => backward_three_pass_reference(&self.harmonizer, params, losses)?,
         };
+        let harmonizes = self.harmonizer.method() != HarmonizerMethod::None;
         for (label, record) in labels.iter().zip(records) {
+            if harmonizes && (record.w1 != 1.0 || record.w2 != 1.0) {
+                self.pair_steps.entry((*label).to_owned()).or_default().reweighted += 1;
+            }
             self.summary.entry((*label).to_owned()).or_default().add(&record);
             if self.measure {
                 self.records.push(((*label).to_owned(), record));

@@ -46,6 +46,13 @@ use std::cell::Cell;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Reduction, Tensor};
 
+/// The harmonized pair (see the module comment).
+pub const PAIRS: &[super::PairDescription] = &[super::PairDescription {
+    label: "cls/adaptation",
+    losses: "L1 = source cross-entropy, L2 = 2 x domain BCE + 0.2 x r x SR",
+    scope: "ViT backbone",
+}];
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

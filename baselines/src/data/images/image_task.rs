@@ -32,17 +32,8 @@ impl Default for LoadOptions {
 }
 
 /// Reads a user's folder pair or list pair (labels checked to agree).
-fn read_own(source: &OwnData, target: &OwnData) -> Result<(ImageList, ImageList)> {
-    let read = |d: &OwnData| -> Result<ImageList> {
-        match d {
-            OwnData::Folder(p) => ImageList::from_class_folders(p, None),
-            OwnData::List(p) => {
-                let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
-                ImageList::from_list_file(p, &base, None)
-            }
-        }
-    };
-    let (a, b) = (read(source)?, read(target)?);
+pub(crate) fn read_own(source: &OwnData, target: &OwnData) -> Result<(ImageList, ImageList)> {
+    let (a, b) = (source.read()?, target.read()?);
     if let (OwnData::Folder(pa), OwnData::Folder(pb)) = (source, target) {
         if a.classes != b.classes {
             let only_a: Vec<&String> = a.classes.iter().filter(|c| !b.classes.contains(c)).collect();
