@@ -11,6 +11,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_bench-suite");
 pub fn protocol_file(dir: &Path, seeds: u32, cdan_iterations: u32) -> PathBuf {
     let embedded = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol.toml")).unwrap();
     let seeds: Vec<String> = (1..=seeds).map(|s| s.to_string()).collect();
+    // Two epochs: CDAN's first is its source-only warm-up, so its transfer loss trains in the second
+    // (a run that ends inside the warm-up is refused).
+    let cdan_epoch = (cdan_iterations / 2).max(1);
     let tiny = format!(
         r#"
 [profiles.many]
@@ -24,7 +27,7 @@ telemetry_every = 2
 
 [profiles.many.schedule.cdan]
 iterations = {cdan_iterations}
-iters_per_epoch = {cdan_iterations}
+iters_per_epoch = {cdan_epoch}
 eval_every = {cdan_iterations}
 
 [profiles.many.schedule.dwl]

@@ -108,7 +108,10 @@ pub(super) fn series<'a>(q: &Quantity, cells: &Cells<'a>, tasks: &[String], spee
                         match (cells.get(b, harmonizer, t, seed), cells.get(b, against, t, seed)) {
                             (Some(x), Some(y)) => match (accuracy(x), accuracy(y)) {
                                 (Some(ax), Some(ay)) => s.put(&unit, seed, ax - ay, &[x, y]),
-                                _ => s.left_out.push(format!("{unit} seed {seed}: a diverged run, or one that never trained its transfer loss or pair, has no accuracy")),
+                                _ if x.not_trained.is_some() || y.not_trained.is_some() => {
+                                    s.left_out.push(format!("{unit} seed {seed}: a run that never trained its transfer loss or pair has no accuracy"))
+                                }
+                                _ => s.left_out.push(format!("{unit} seed {seed}: a diverged run has no accuracy")),
                             },
                             _ => s.left_out.push(format!("{unit} seed {seed}: only one of the pair ran")),
                         }
