@@ -193,11 +193,8 @@ fn run_spec(
     let mut deviations = Vec::new();
     let config = match profile.hyperparameters.get(baseline) {
         Some(overrides) => {
-            let changed = override_config(&paper_config, overrides).with_context(|| format!("profile hyperparameters.{baseline}"))?;
-            let paper_table = toml::Table::try_from(&paper_config)?;
-            for (k, v) in overrides {
-                deviations.push(format!("{baseline}: {k} = {v} (paper protocol: {})", paper_table.get(k).map(|p| p.to_string()).unwrap_or_default()));
-            }
+            let (changed, said) = override_recorded(&paper_config, overrides, baseline, "", "paper protocol").with_context(|| format!("profile hyperparameters.{baseline}"))?;
+            deviations.extend(said);
             changed
         }
         None => paper_config,
@@ -234,6 +231,24 @@ fn run_spec(
     };
     spec.validate()?;
     Ok((spec, deviations))
+}
+
+/// Applies `overrides` and says each one as a deviation:
+/// `<baseline>: <key> = <value><how> (<was>: <the value before>)`.
+pub fn override_recorded(
+    config: &baselines::methods::MethodConfig,
+    overrides: &toml::Table,
+    baseline: &str,
+    how: &str,
+    was: &str,
+) -> Result<(baselines::methods::MethodConfig, Vec<String>)> {
+    let changed = override_config(config, overrides)?;
+    let before = toml::Table::try_from(config)?;
+    let said = overrides
+        .iter()
+        .map(|(k, v)| format!("{baseline}: {k} = {v}{how} ({was}: {})", before.get(k).map(|p| p.to_string()).unwrap_or_default()))
+        .collect();
+    Ok((changed, said))
 }
 
 /// Applies `overrides` (keys of the method's table) to a method configuration.

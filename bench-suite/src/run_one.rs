@@ -18,7 +18,7 @@
 //!   `--protocol-of digits` is read at 28 when its first image is grey, else at 32; otherwise
 //!   it runs Office-31's ResNet protocol at 256/224.
 
-use crate::grid::override_config;
+use crate::grid::override_recorded;
 use crate::protocol::Protocol;
 use crate::schedule::ScheduleRule;
 use anyhow::{bail, Context, Result};
@@ -374,12 +374,9 @@ pub fn resolve(protocol: &Protocol, args: &RunOneArgs) -> Result<RunOnePlan> {
     let mut config = protocol.baseline_config(&dataset, &baseline, task_id.as_deref())?;
     let mut requested = Vec::new();
     if !args.sets.is_empty() {
-        let table = set_table(&args.sets)?;
-        let before = toml::Table::try_from(&config)?;
-        config = override_config(&config, &table).context("--set")?;
-        for (k, v) in &table {
-            requested.push(format!("{baseline}: {k} = {v} by --set (the protocol's: {})", before.get(k).map(|p| p.to_string()).unwrap_or_default()));
-        }
+        let (changed, said) = override_recorded(&config, &set_table(&args.sets)?, &baseline, " by --set", "the protocol's").context("--set")?;
+        config = changed;
+        requested.extend(said);
     }
     let mut stand_ins = SplitStandIns::new();
     for s in &args.splits {
