@@ -50,6 +50,22 @@ pub struct ProfileEntry {
     /// Cost priors (seconds per 100 iterations) for this profile's settings, per baseline.
     #[serde(default)]
     pub cost: BTreeMap<String, f64>,
+    /// The order cells run in within a task and baseline (default: each harmonizer's seeds in turn).
+    #[serde(default)]
+    pub cell_order: CellOrder,
+}
+
+/// The order a profile's cells run in, within one task and baseline. Runs go through cells in this
+/// order, so a profile stopped part-way has finished the first ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CellOrder {
+    /// Every seed of the first harmonizer, then of the next.
+    #[default]
+    HarmonizerMajor,
+    /// Every harmonizer of seed 1, then of seed 2: a profile stopped part-way holds whole paired
+    /// seeds (what the claims' paired intervals need).
+    SeedMajor,
 }
 
 fn default_telemetry_every() -> u64 {
@@ -141,27 +157,29 @@ pub fn cells(protocol: &Protocol, profile_name: &str) -> Result<Vec<Cell>> {
         let tasks: Vec<&String> = entry.tasks.iter().filter(|t| profile.tasks.as_ref().is_none_or(|sel| sel.contains(t))).collect();
         for task in tasks {
             for baseline in &baselines {
-                for harmonizer in &harmonizers {
-                    for &seed in &seeds {
-                        let mut cell = Cell {
-                            dataset: dataset.clone(),
-                            task: task.clone(),
-                            spec: None,
-                            unsupported: None,
-                            baseline: baseline.clone(),
-                            harmonizer_label: harmonizer.label(),
-                            seed,
-                            deviations: Vec::new(),
-                        };
-                        match run_spec(protocol, profile, dataset, task, baseline, *harmonizer, seed, &stand_ins) {
-                            Ok((spec, deviations)) => {
-                                cell.spec = Some(spec);
-                                cell.deviations = deviations;
-                            }
-                            Err(why) => cell.unsupported = Some(format!("{why:#}")),
+                let pairs: Vec<(Harmonizer, u64)> = match profile.cell_order {
+                    CellOrder::HarmonizerMajor => harmonizers.iter().flat_map(|h| seeds.iter().map(move |s| (*h, *s))).collect(),
+                    CellOrder::SeedMajor => seeds.iter().flat_map(|s| harmonizers.iter().map(move |h| (*h, *s))).collect(),
+                };
+                for &(harmonizer, seed) in &pairs {
+                    let mut cell = Cell {
+                        dataset: dataset.clone(),
+                        task: task.clone(),
+                        spec: None,
+                        unsupported: None,
+                        baseline: baseline.clone(),
+                        harmonizer_label: harmonizer.label(),
+                        seed,
+                        deviations: Vec::new(),
+                    };
+                    match run_spec(protocol, profile, dataset, task, baseline, harmonizer, seed, &stand_ins) {
+                        Ok((spec, deviations)) => {
+                            cell.spec = Some(spec);
+                            cell.deviations = deviations;
                         }
-                        out.push(cell);
+                        Err(why) => cell.unsupported = Some(format!("{why:#}")),
                     }
+                    out.push(cell);
                 }
             }
         }
