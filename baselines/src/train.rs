@@ -354,6 +354,8 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
     let mut epoch_clock = 0.0;
     let mut status = RunStatus::Completed;
     let mut trained = 0;
+    // The last iteration whose device-side finiteness flag was read.
+    let mut checked = 0;
     let s = &spec.schedule;
     for it in 0..s.iterations {
         let started = Instant::now();
@@ -371,6 +373,11 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
         // CUDA a step then queues its work without a host round trip (telemetry steps aside).
         if done % s.iters_per_epoch == 0 || done % s.eval_every == 0 || done == s.iterations {
             crate::device::synchronize(device);
+            if !trainer.ctx.take_finite() {
+                status = RunStatus::Diverged { iteration: done, reason: format!("a harmonized loss became non-finite after iteration {checked} (seen at the device check of iteration {done})") };
+                break;
+            }
+            checked = done;
         }
         let elapsed = started.elapsed().as_secs_f64();
         train_seconds += elapsed;
@@ -414,12 +421,8 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
             return Err(RunStopped { iteration: done, reason }.into());
         }
     }
-    let harmonization: BTreeMap<String, PairSummary> = trainer
-        .ctx
-        .pair_steps
-        .iter()
-        .map(|(k, steps)| (k.clone(), PairSummary::new(steps, &trainer.ctx.summary.get(k).copied().unwrap_or_default())))
-        .collect();
+    let harmonization: BTreeMap<String, PairSummary> =
+        trainer.ctx.summaries()?.into_iter().map(|(k, (summary, steps))| (k, PairSummary::new(&steps, &summary))).collect();
     let completed = status == RunStatus::Completed;
     let last = evaluations.last().filter(|_| completed);
     let best = evaluations.iter().filter(|_| completed).max_by(|a, b| a.accuracy.total_cmp(&b.accuracy));

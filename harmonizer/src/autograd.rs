@@ -12,6 +12,7 @@
 //! Both *accumulate* into `.grad`, like `Tensor::backward`: zero the gradients before the step,
 //! and add further terms by including them as `extra` (or by calling `backward` on them).
 
+use crate::on_device::DeviceWeights;
 use crate::{Harmonization, Harmonizer, OutsideScope};
 use std::borrow::Borrow;
 use tch::nn::VarStore;
@@ -132,12 +133,61 @@ pub struct StepLosses<'a> {
     pub extra: Option<&'a Tensor>,
 }
 
-/// The default path: two backward passes per pair. Returns one record per pair.
+/// The default path: two backward passes per pair. Returns one record per pair (the weights are
+/// computed on the host: one device sync per pair; see [`backward_two_pass_on_device`]).
 pub fn backward_two_pass(
     harmonizer: &Harmonizer,
     params: &Parameters,
     losses: &StepLosses,
 ) -> Result<Vec<Harmonization>, TchError> {
+    backward_two_pass_at(harmonizer, params, losses, WeightsAt::Host)?
+        .into_iter()
+        .map(|w| match w {
+            PairWeights::Host(h) => Ok(h),
+            PairWeights::Device(_) => unreachable!("weights asked on the host"),
+        })
+        .collect()
+}
+
+/// [`backward_two_pass`] with the weights computed where the gradients are
+/// ([`Harmonizer::weights_on_device`]): nothing is read back, so on CUDA the step queues its
+/// work without waiting. Read a pair's record with [`crate::on_device::DeviceWeights::to_host`]
+/// only when it is needed (telemetry steps).
+pub fn backward_two_pass_on_device(
+    harmonizer: &Harmonizer,
+    params: &Parameters,
+    losses: &StepLosses,
+) -> Result<Vec<DeviceWeights>, TchError> {
+    backward_two_pass_at(harmonizer, params, losses, WeightsAt::Device)?
+        .into_iter()
+        .map(|w| match w {
+            PairWeights::Device(d) => Ok(d),
+            PairWeights::Host(_) => unreachable!("weights asked on the device"),
+        })
+        .collect()
+}
+
+/// Where [`backward_two_pass_at`] computes a pair's weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightsAt {
+    /// Read `(n1, n2, d)` back and call [`Harmonizer::weights`] (a sync per pair).
+    Host,
+    /// [`Harmonizer::weights_on_device`]: no read.
+    Device,
+}
+
+/// A pair's weights, where they were computed.
+pub enum PairWeights {
+    Host(Harmonization),
+    Device(DeviceWeights),
+}
+
+fn backward_two_pass_at(
+    harmonizer: &Harmonizer,
+    params: &Parameters,
+    losses: &StepLosses,
+    at: WeightsAt,
+) -> Result<Vec<PairWeights>, TchError> {
     let passes = 2 * losses.pairs.len();
     let mut pass = 0;
     let mut combined: Vec<Option<Tensor>> = (0..params.len()).map(|_| None).collect();
@@ -147,31 +197,57 @@ pub fn backward_two_pass(
         let keep_graph = pass < passes || losses.extra.is_some();
         let g1 = gradients(pair.l1, params.tensors(), true)?;
         let g2 = gradients(pair.l2, params.tensors(), keep_graph)?;
-        let (n1, n2, d) = scope_dot_products(&g1, &g2, pair.scope)?;
-        let record = harmonizer.weights(n1, n2, d);
-        let harmonized = (pair.c1 * record.w1, pair.c2 * record.w2);
-        let plain = (pair.c1, pair.c2);
+        let dots = scope_dot_products(&g1, &g2, pair.scope, pair.l1.device())?;
+        // The factors of the harmonized and the plain terms: numbers, or 0-dim device tensors.
+        let (harmonized, weights) = match at {
+            WeightsAt::Host => {
+                let v = Vec::<f64>::try_from(dots.f_to_device(tch::Device::Cpu)?)?;
+                let record = harmonizer.weights(v[0], v[1], v[2]);
+                ((Factor::Number(pair.c1 * record.w1), Factor::Number(pair.c2 * record.w2)), PairWeights::Host(record))
+            }
+            WeightsAt::Device => {
+                let w = harmonizer.weights_on_device(&dots)?;
+                ((Factor::Tensor(w.w1().f_mul_scalar(pair.c1)?), Factor::Tensor(w.w2().f_mul_scalar(pair.c2)?)), PairWeights::Device(w))
+            }
+        };
+        let plain = (Factor::Number(pair.c1), Factor::Number(pair.c2));
         let mut in_scope = vec![harmonizer.outside_scope() == OutsideScope::Reweighted; params.len()];
         for &i in &pair.scope.members {
             in_scope[i] = true;
         }
         for ((slot, (a, b)), reweight) in combined.iter_mut().zip(g1.into_iter().zip(g2)).zip(in_scope) {
-            let (k1, k2) = if reweight { harmonized } else { plain };
-            for term in [a.map(|a| (a, k1)), b.map(|b| (b, k2))].into_iter().flatten() {
-                let scaled = term.0.f_mul_scalar(term.1)?;
+            let (k1, k2) = if reweight { (&harmonized.0, &harmonized.1) } else { (&plain.0, &plain.1) };
+            for (g, k) in [a.map(|a| (a, k1)), b.map(|b| (b, k2))].into_iter().flatten() {
+                let scaled = k.scale(&g)?;
                 *slot = Some(match slot.take() {
                     Some(acc) => acc.f_add(&scaled)?,
                     None => scaled,
                 });
             }
         }
-        records.push(record);
+        records.push(weights);
     }
     accumulate_into_grads(params.tensors(), combined)?;
     if let Some(extra) = losses.extra {
         extra.f_backward()?;
     }
     Ok(records)
+}
+
+/// A gradient's factor: `g·k` with `k` a number or a 0-dim double tensor on g's device (the same
+/// product: libtorch casts either to g's float type first).
+enum Factor {
+    Number(f64),
+    Tensor(Tensor),
+}
+
+impl Factor {
+    fn scale(&self, g: &Tensor) -> Result<Tensor, TchError> {
+        match self {
+            Factor::Number(k) => g.f_mul_scalar(*k),
+            Factor::Tensor(k) => g.f_mul(k),
+        }
+    }
 }
 
 /// The released code's shape: per pair, backward L1 and L2 to measure the scope; then a third
@@ -194,8 +270,9 @@ pub fn backward_three_pass_reference(
         let g1 = gradients(pair.l1, &scope, true)?;
         let g2 = gradients(pair.l2, &scope, true)?;
         let all: Scope = Scope { name: pair.scope.name.clone(), members: (0..scope.len()).collect() };
-        let (n1, n2, d) = scope_dot_products(&g1, &g2, &all)?;
-        let record = harmonizer.weights(n1, n2, d);
+        let dots = scope_dot_products(&g1, &g2, &all, pair.l1.device())?;
+        let v = Vec::<f64>::try_from(dots.f_to_device(tch::Device::Cpu)?)?;
+        let record = harmonizer.weights(v[0], v[1], v[2]);
         let weighted = pair
             .l1
             .f_mul_scalar(pair.c1 * record.w1)?
@@ -242,15 +319,18 @@ fn gradients<T: Borrow<Tensor>>(
     Ok(grads.into_iter().map(|g| g.defined().then_some(g)).collect())
 }
 
-/// `(n1, n2, d)` over the scope's members, summed in double precision with one device sync.
+/// `[n1, n2, d]` over the scope's members, summed in double precision on the gradients' device
+/// (`device`: where a scope without gradients puts its zeros).
 fn scope_dot_products(
     g1: &[Option<Tensor>],
     g2: &[Option<Tensor>],
     scope: &Scope,
-) -> Result<(f64, f64, f64), TchError> {
-    let mut terms = Vec::with_capacity(3 * scope.members.len());
+    device: tch::Device,
+) -> Result<Tensor, TchError> {
+    let mut sums: [Option<Tensor>; 3] = [None, None, None];
     for &i in &scope.members {
         let (a, b) = (&g1[i], &g2[i]);
+        let mut terms = Vec::with_capacity(3);
         if let Some(a) = a {
             terms.push((0, a.f_square()?.f_sum(Kind::Double)?));
         }
@@ -260,25 +340,15 @@ fn scope_dot_products(
         if let (Some(a), Some(b)) = (a, b) {
             terms.push((2, a.f_mul(b)?.f_sum(Kind::Double)?));
         }
+        for (k, t) in terms {
+            sums[k] = Some(match sums[k].take() {
+                Some(s) => s.f_add(&t)?,
+                None => t,
+            });
+        }
     }
-    if terms.is_empty() {
-        return Ok((0.0, 0.0, 0.0));
-    }
-    // Sum each quantity on the device, then copy the three numbers back at once.
-    let mut sums: [Option<Tensor>; 3] = [None, None, None];
-    for (k, t) in terms {
-        sums[k] = Some(match sums[k].take() {
-            Some(s) => s.f_add(&t)?,
-            None => t,
-        });
-    }
-    let device = sums.iter().flatten().next().map(|t| t.device()).unwrap_or(tch::Device::Cpu);
-    let stacked: Vec<Tensor> = sums
-        .into_iter()
-        .map(|s| s.unwrap_or_else(|| Tensor::zeros([], (Kind::Double, device))))
-        .collect();
-    let values = Vec::<f64>::try_from(Tensor::f_stack(&stacked, 0)?.f_to_device(tch::Device::Cpu)?)?;
-    Ok((values[0], values[1], values[2]))
+    let stacked: Vec<Tensor> = sums.into_iter().map(|s| s.unwrap_or_else(|| Tensor::zeros([], (Kind::Double, device)))).collect();
+    Tensor::f_stack(&stacked, 0)
 }
 
 /// `grad_p += g_p` for every parameter with a gradient. Parameters whose `.grad` is not allocated

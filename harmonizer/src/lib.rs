@@ -9,6 +9,7 @@
 //! A *conflict* is `d < 0` (strictly). Without one every variant returns `w1 = w2 = 1`.
 
 pub mod autograd;
+pub mod on_device;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -365,6 +366,16 @@ impl HarmonizationSummary {
             self.sum_w1_conflict += h.w1;
             self.sum_w2_conflict += h.w2;
         }
+    }
+
+    /// Adds another summary's counts (of other steps of the same pair).
+    pub fn merge(&mut self, other: &HarmonizationSummary) {
+        self.measured_steps += other.measured_steps;
+        self.conflicts += other.conflicts;
+        self.clamps += other.clamps;
+        self.sum_w1_conflict += other.sum_w1_conflict;
+        self.sum_w2_conflict += other.sum_w2_conflict;
+        self.sum_cos += other.sum_cos;
     }
 
     /// Fraction of measured steps with `d < 0`; `None` before any measurement.

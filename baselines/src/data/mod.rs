@@ -457,7 +457,8 @@ impl BatchSampler {
     }
 
     pub fn next_batch(&mut self, set: &ImageSet) -> (Tensor, Tensor) {
-        let idx = Tensor::from_slice(&self.next_indices()).to_device(set.images.device());
+        // Uploaded without waiting (CUDA): a step then queues its work with no host round trip.
+        let idx = crate::device::upload(&Tensor::from_slice(&self.next_indices()), set.images.device());
         (set.images.index_select(0, &idx), set.labels.index_select(0, &idx))
     }
 }

@@ -207,7 +207,12 @@ pub fn weighted_domain_bce(domain_probs: &Tensor, weights: &Tensor, n_source: i6
     );
     let p = domain_probs.view([-1]);
     let per_sample = match form {
-        DomainBce::Clamped => p.binary_cross_entropy::<Tensor>(&targets, None, Reduction::None),
+        // NaN probabilities (a diverged network) become 0.5 for the loss only: on CUDA,
+        // binary_cross_entropy asserts its input is in [0, 1] on the device, which would poison
+        // the worker's CUDA context instead of ending this run as diverged. The identity on
+        // every finite input, so results are unchanged; the run's other losses still carry the
+        // NaN to the divergence checks.
+        DomainBce::Clamped => p.nan_to_num(0.5, None, None).binary_cross_entropy::<Tensor>(&targets, None, Reduction::None),
         DomainBce::Epsilon => {
             let log_p = (&p + 1e-8).log();
             let log_q = ((p.neg() + 1.0) + 1e-8).log();

@@ -14,7 +14,8 @@ pub mod source_only;
 pub mod ssrt;
 
 use crate::networks::{Dropout, ImageBackbone, Network};
-use crate::harmonizer::autograd::{backward_plain, backward_three_pass_reference, backward_two_pass, Parameters, StepLosses};
+use crate::harmonizer::autograd::{backward_plain, backward_three_pass_reference, backward_two_pass, backward_two_pass_on_device, Parameters, StepLosses};
+use crate::harmonizer::on_device::DeviceSummary;
 use crate::harmonizer::{Harmonization, HarmonizationSummary, Harmonizer, Method as HarmonizerMethod};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -258,6 +259,12 @@ pub struct StepContext {
     pub summary: BTreeMap<String, HarmonizationSummary>,
     /// Per-pair counts of what trained: every step that formed the pair, measured or not.
     pub pair_steps: BTreeMap<String, PairSteps>,
+    /// On the device: whether every harmonized loss since the last [`StepContext::take_finite`]
+    /// was finite. Read only where the loop waits for the device anyway (epoch ends,
+    /// evaluations), so divergence between telemetry steps is caught without a sync per step.
+    finite: Option<Tensor>,
+    /// Per-pair counts kept on the device (CUDA two-pass steps), merged by [`StepContext::summaries`].
+    device_summary: BTreeMap<String, DeviceSummary>,
 }
 
 /// How often a harmonized pair trained over a run.
@@ -280,6 +287,8 @@ impl StepContext {
             losses: Vec::new(),
             summary: BTreeMap::new(),
             pair_steps: BTreeMap::new(),
+            finite: None,
+            device_summary: BTreeMap::new(),
         }
     }
 
@@ -301,9 +310,20 @@ impl StepContext {
         for label in labels {
             self.pair_steps.entry((*label).to_owned()).or_default().formed += 1;
         }
+        for pair in &losses.pairs {
+            let ok = pair.l1.isfinite().logical_and(&pair.l2.isfinite());
+            self.finite = Some(match self.finite.take() {
+                Some(f) => f.logical_and(&ok),
+                None => ok,
+            });
+        }
         if self.harmonizer.method() == HarmonizerMethod::None && !self.measure {
             backward_plain(losses)?;
             return Ok(());
+        }
+        let on_device = self.backward_path == BackwardPath::TwoPass && losses.pairs.first().is_some_and(|p| p.l1.device().is_cuda());
+        if on_device {
+            return self.backward_on_device(params, labels, losses);
         }
         let records = match self.backward_path {
             BackwardPath::TwoPass => backward_two_pass(&self.harmonizer, params, losses)?,
@@ -320,6 +340,49 @@ impl StepContext {
             }
         }
         Ok(())
+    }
+
+    /// The two-pass step with the weights computed and counted on the device (CUDA): nothing is
+    /// read back except on telemetry steps. On the CPU the host path is kept: it waits for
+    /// nothing there, and its numbers are the reference.
+    fn backward_on_device(&mut self, params: &Parameters, labels: &[&str], losses: &StepLosses) -> Result<()> {
+        let weights = backward_two_pass_on_device(&self.harmonizer, params, losses)?;
+        for (label, w) in labels.iter().zip(weights) {
+            self.device_summary.entry((*label).to_owned()).or_default().add(&w)?;
+            if self.measure {
+                self.records.push(((*label).to_owned(), w.to_host(&self.harmonizer)?));
+            }
+        }
+        Ok(())
+    }
+
+    /// Per pair, the run's harmonization summary (read from the device where it was counted
+    /// there: one copy per pair, at the end of a run).
+    pub fn summaries(&self) -> Result<BTreeMap<String, (HarmonizationSummary, PairSteps)>> {
+        let mut out = BTreeMap::new();
+        for (label, steps) in &self.pair_steps {
+            let mut steps = *steps;
+            let summary = match self.device_summary.get(label) {
+                Some(on_device) => {
+                    let (summary, reweighted) = on_device.to_host()?;
+                    if self.harmonizer.method() != HarmonizerMethod::None {
+                        steps.reweighted += reweighted;
+                    }
+                    let mut host = self.summary.get(label).copied().unwrap_or_default();
+                    host.merge(&summary);
+                    host
+                }
+                None => self.summary.get(label).copied().unwrap_or_default(),
+            };
+            out.insert(label.clone(), (summary, steps));
+        }
+        Ok(out)
+    }
+
+    /// Whether every harmonized loss since the last call was finite (reads the device flag: call
+    /// it where the loop synchronises anyway), and starts the flag afresh.
+    pub fn take_finite(&mut self) -> bool {
+        self.finite.take().is_none_or(|f| bool::try_from(f).unwrap_or(false))
     }
 
     /// Keeps a loss value for the telemetry (only when measuring: reading it syncs the device).

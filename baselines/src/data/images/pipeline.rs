@@ -301,12 +301,7 @@ impl Loader {
     /// The next batch normalised on the device (float N×3×S×S) with its labels there.
     pub fn next_batch(&mut self) -> Result<Option<(Tensor, Tensor)>> {
         Ok(self.next_raw()?.map(|(images, labels)| {
-            let (images, labels) = if self.device.is_cuda() {
-                let kind = images.kind();
-                (images.pin_memory(self.device).to_device_(self.device, kind, true, false), labels.pin_memory(self.device).to_device_(self.device, Kind::Int64, true, false))
-            } else {
-                (images.to_device(self.device), labels.to_device(self.device))
-            };
+            let (images, labels) = (crate::device::upload(&images, self.device), crate::device::upload(&labels.to_kind(Kind::Int64), self.device));
             if images.kind() == Kind::Uint8 {
                 // (x/255 − mean)/std as one fused multiply-add on the device.
                 (self.shift.addcmul(&images.to_kind(Kind::Float), &self.scale), labels)
