@@ -35,6 +35,8 @@ mkdir -p "$staging/bin" "$staging/data/mnist" "$staging/data/usps"
 cp "$binary" "$staging/bin/bench-suite"
 strip --strip-all "$staging/bin/bench-suite" || die "strip failed (binutils missing?)"
 cp "$root/tools/gpu-smoke.sh" "$staging/gpu-smoke.sh"
+# The protocol the binary embeds, for the smoke test's own small grid profile appended to it.
+cp "$root/bench-suite/protocol.toml" "$staging/protocol.toml"
 chmod +x "$staging/gpu-smoke.sh" "$staging/bin/bench-suite"
 
 # The smoke script checks the decompressed files against these sums before training.

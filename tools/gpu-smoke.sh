@@ -5,12 +5,16 @@
 #
 #   bash gpu-smoke.sh            # the whole smoke test on cuda
 #
-# Steps: bench-step on cuda (LeNet: plain / three-pass / two-pass), CDAN and MCD with GH++ on
-# M->U for 500 harmonized iterations each (CDAN after its 937-iteration source-only epoch; each
-# run must have formed and measured its pair), one real training iteration of CDAN and MCD (none, GH++) on
-# ResNet-50 at 224, each checked to have completed; timings and GPU memory (nvidia-smi) at the end.
-# Exit 0: every step passed, or no CUDA device (said so). Exit 1: a step failed or the setup is
-# wrong (the message says what to do).
+# Steps: bench-step on cuda (LeNet: plain / three-pass / two-pass with the weights on the host and
+# on the device); CDAN and MCD with GH++ on M->U for 500 harmonized iterations each (CDAN after its
+# 937-iteration source-only epoch; each run must have formed, measured and re-weighted its pair);
+# one image-pipeline run of each CNN protocol (CDAN, GVB, MCD, DWL on ResNet-50 at 256/224) and of
+# SSRT (ViT-B/16 at 224), on generated JPEG folders with randomly initialised backbones (the bundle
+# carries no ImageNet weights); a small grid with `--gpus all --workers 2`; one cell run twice
+# with --deterministic, whose records must agree; no libtorch warning in any log; timings and GPU
+# memory (nvidia-smi) at the end.
+# Exit 0: every step passed, or no GPU on this machine (said so). Exit 1: a step failed, the
+# setup is wrong, or a GPU is present but PyTorch cannot use it (the message says what to do).
 #
 # Environment: PYTHON (default python3), GH_SMOKE_WORK (scratch folder; default a temporary one,
 # removed at the end unless GH_SMOKE_KEEP=1), GH_SMOKE_ITERS (default 500), GH_SMOKE_DEVICE
@@ -54,7 +58,12 @@ say "PyTorch $torch_version (CUDA $cuda_version) at ${torch_lib%/lib}"
 
 if [[ $device == cuda* ]]; then
   if [[ $cuda_available != 1 ]]; then
-    say "no CUDA device visible to PyTorch (torch.cuda.is_available() is False): nothing to smoke-test here. (GH_SMOKE_DEVICE=cpu runs the same steps on the CPU.)"
+    # A GPU the driver lists but PyTorch cannot use is a broken setup, not a CPU machine.
+    gpus_listed=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+    if (( ${gpus_listed:-0} > 0 )) || compgen -G '/dev/nvidia[0-9]*' >/dev/null; then
+      die "this machine has a GPU ($(nvidia-smi -L 2>/dev/null | head -1 || echo /dev/nvidia*)) but PyTorch $torch_version cannot use it (torch.cuda.is_available() is False; CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-unset}). Check the driver against PyTorch's CUDA $cuda_version (nvidia-smi's 'CUDA Version' must be at least it) and CUDA_VISIBLE_DEVICES."
+    fi
+    say "no GPU on this machine (nvidia-smi lists none, no /dev/nvidia*): nothing to smoke-test here. (GH_SMOKE_DEVICE=cpu runs the same steps on the CPU.)"
     exit 0
   fi
   [[ -e $torch_lib/libtorch_cuda.so ]] \
@@ -120,8 +129,8 @@ step() { # step NAME TIMEOUT_S CHECK COMMAND...   (CHECK: a function given the s
 # was asked: every harmonized pair formed in some step (an adapted, harmonized run, not a
 # source-only one labelled GH++).
 run_completed() {
-  local record=$1
-  "$python" - "$record" <<'PY'
+  local record=$1 require=${2:-formed}
+  "$python" - "$record" "$require" <<'PY'
 import json, math, sys
 try:
     lines = [l for l in open(sys.argv[1]) if l.strip()]
@@ -140,13 +149,52 @@ if last.get("trained") != "as-asked":
 pairs = last.get("harmonization") or {}
 if not pairs or any(p.get("formed_steps", 0) == 0 or p.get("measured_steps", 0) == 0 for p in pairs.values()):
     print(f"no harmonized step in a GH++ run: {pairs}"); sys.exit(1)
+if sys.argv[2] == "reweighted" and not any(p.get("reweighted_steps", 0) > 0 for p in pairs.values()):
+    print(f"GH++ never changed a weight (no conflicting step re-weighted): {pairs}"); sys.exit(1)
 steps = ", ".join(f"{k} formed in {p['formed_steps']}, reweighted in {p.get('reweighted_steps', 0)}" for k, p in pairs.items())
 print(f"completed {last['iterations']} iterations, target accuracy {100 * acc:.2f} %, "
       f"{last['seconds_per_100_steps']:.3f} s / 100 iterations; {steps}")
 PY
 }
-check_cdan() { run_completed "$work/runs/cdan/run.jsonl"; }
-check_mcd() { run_completed "$work/runs/mcd/run.jsonl"; }
+# Every log: no libtorch warning (e.g. 2.11's pin_memory deprecation, two lines per call).
+no_warnings() {
+  local hit
+  hit=$(grep -m1 -iE 'deprecat|^\[W[0-9]' "$1") && { echo "libtorch warned: $hit"; return 1; }
+  return 0
+}
+check_cdan() { no_warnings "$1" && run_completed "$work/runs/cdan/run.jsonl" reweighted; }
+check_mcd() { no_warnings "$1" && run_completed "$work/runs/mcd/run.jsonl" reweighted; }
+check_images() { no_warnings "$1" && for m in cdan gvb mcd dwl ssrt; do run_completed "$work/runs/images-$m/run.jsonl" >/dev/null || { echo "$m: $(run_completed "$work/runs/images-$m/run.jsonl")"; return 1; }; done && echo "cdan, gvb, mcd, dwl, ssrt: completed with their pair formed"; }
+# The grid: two cells published by two workers, none failed.
+check_grid() {
+  no_warnings "$1" || return 1
+  grep -q 'run: 2 cell(s) published (0 diverged), 0 failed' "$1" || { echo "not both cells published: $(grep '^run: ' "$1" | tail -1)"; return 1; }
+  grep -q '2 worker(s)' "$1" || { echo "not two workers"; return 1; }
+  echo "2 cells published by 2 workers"
+}
+# The same cell twice with --deterministic: identical records but for timings and start times.
+check_rerun() {
+  no_warnings "$1" || return 1
+  "$python" - "$work/runs/rerun-1/run.jsonl" "$work/runs/rerun-2/run.jsonl" <<'PY'
+import json, sys
+def load(p):
+    out = []
+    for l in open(p):
+        d = json.loads(l)
+        d.pop("context", None)
+        for k in list(d):
+            if "second" in k or k in ("wall", "elapsed"):
+                d.pop(k)
+        out.append(d)
+    return out
+a, b = load(sys.argv[1]), load(sys.argv[2])
+diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+if len(a) != len(b) or diff:
+    i = diff[0] if diff else min(len(a), len(b))
+    print(f"the two deterministic runs differ (line {i + 1} of {len(a)}/{len(b)}): {a[i] if i < len(a) else None} vs {b[i] if i < len(b) else None}"[:600]); sys.exit(1)
+print(f"identical records ({len(a)} lines, final accuracy {a[-1].get('final_accuracy')})")
+PY
+}
 
 resnet_batch=32
 [[ $device == cuda* ]] || resnet_batch=2
@@ -166,6 +214,73 @@ done
 step "ResNet-50 iteration (CDAN, MCD x none, GH++)" 180 - \
   "$suite" bench-iteration --device "$device" --dataset office31 --baselines cdan,mcd \
     --harmonizers none,gh++ --batch "$resnet_batch" --warmup 1 --iterations 1
+
+# The image pipeline (decode, resize, crop, pinned upload) on generated JPEG folders, two classes.
+images_ok=1
+"$python" - "$work/images" <<'PY' || images_ok=0
+import os, random, sys
+from PIL import Image
+root = sys.argv[1]
+rng = random.Random(1)
+for domain, shift in (("photos", 0), ("sketches", 60)):
+    for k in range(2):
+        d = os.path.join(root, domain, f"class{k}")
+        os.makedirs(d, exist_ok=True)
+        for i in range(40):
+            colour = (120 * k + shift + rng.randrange(40), 200 - 80 * k, rng.randrange(255))
+            Image.new("RGB", (300 + rng.randrange(60), 260 + rng.randrange(60)), colour).save(os.path.join(d, f"{i}.jpg"), quality=90)
+PY
+(( images_ok )) || die "could not write the test JPEGs with $python's Pillow into $work/images"
+images_task="folder:$work/images/photos->$work/images/sketches"
+image_batch=32; [[ $device == cuda* ]] || image_batch=2
+images_run() { # images_run METHOD SETTINGS...
+  local m=$1; shift
+  "$suite" run-one --method "$m" --harmonizer gh++ --task "$images_task" --iters 2 --eval-every 2 \
+    --iters-per-epoch 1 --telemetry-every 1 --set "batch=$image_batch" "$@" --seed 1 --device "$device" \
+    --data-root "$work" --out "$work/runs/images-$m" --quiet
+}
+images_all() {
+  for m in cdan gvb mcd dwl; do
+    images_run "$m" --protocol-of office31 --set 'backbone={network="resnet50",pretrained=false}' || return 1
+  done
+  images_run ssrt --protocol-of office31 --set 'vit={ weights = "in21k-ft-in1k", pretrained = false }' || return 1
+}
+# `step` runs its command under timeout, i.e. in a new process: functions and their variables are exported.
+export suite work device data images_task image_batch
+export -f images_run images_all
+step "image pipeline: CDAN, GVB, MCD, DWL (ResNet-50), SSRT (ViT-B/16)" 300 check_images bash -c images_all
+
+# A grid of two CDAN cells (none, GH++; 20 source-only + 20 adapted iterations) on two workers.
+cp "$bundle/protocol.toml" "$work/protocol.toml" || die "$bundle/protocol.toml is missing: rebuild the bundle (cargo make gpu-bundle)"
+cat >> "$work/protocol.toml" <<'TOML'
+
+[profiles.smoke]
+description = "gpu-smoke.sh: two short CDAN cells"
+datasets = ["digits"]
+tasks = ["M-U"]
+baselines = ["cdan"]
+harmonizers = ["none", "gh++"]
+seeds = [1]
+stand_ins = { usps = "test" }
+
+[profiles.smoke.schedule.cdan]
+iterations = 40
+iters_per_epoch = 20
+eval_every = 40
+TOML
+if [[ $device == cuda* ]]; then grid_devices=(--gpus all --workers 2); else grid_devices=(--device cpu --workers 2); fi
+step "grid on ${grid_devices[*]}" 300 check_grid \
+  "$suite" --protocol "$work/protocol.toml" run --profile smoke --runs "$work/grid" --data-root "$data" --quiet "${grid_devices[@]}"
+
+# One cell twice, deterministic: the records must agree.
+rerun() {
+  for k in 1 2; do
+    "$suite" run-one --method cdan --harmonizer gh++ --task M-U --split usps=test --iters 1037 --eval-every 1037 \
+      --deterministic --seed 3 --device "$device" --data-root "$data" --out "$work/runs/rerun-$k" --quiet || return 1
+  done
+}
+export -f rerun
+step "CDAN GH++ twice with --deterministic" 300 check_rerun bash -c rerun
 
 # --- Summary ---------------------------------------------------------------------------------------
 if [[ -n $sampler ]]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; fi

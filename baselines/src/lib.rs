@@ -8,5 +8,6 @@ pub mod device;
 pub use harmonizer;
 pub mod methods;
 pub mod networks;
+pub mod numerics;
 pub mod record;
 pub mod train;

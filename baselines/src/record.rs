@@ -39,6 +39,12 @@ pub struct RunContext {
     pub libtorch: Option<String>,
     /// CUDA runtime and cuDNN versions on a GPU; null on CPU.
     pub cuda: Option<String>,
+    /// The GPU's name and UUID (nvidia-smi); null on CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<crate::numerics::GpuIdentity>,
+    /// Float32 precision and determinism in force on a GPU; null on CPU, where they change nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numerics: Option<crate::numerics::NumericsInForce>,
     pub started_unix: u64,
 }
 

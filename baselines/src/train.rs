@@ -306,8 +306,9 @@ impl<'a> Trainer<'a> {
         if let Some(path) = weights.filter(|p| !p.is_file()) {
             bail!("the ImageNet weights {} are missing: fetch them with `data-fetch fetch {dataset}` (same data root)", path.display());
         }
-        if let Device::Cuda(_) = device {
-            // Fixed input sizes: let cuDNN pick the fastest convolution algorithms once.
+        if device.is_cuda() && crate::numerics::Numerics::allows_cudnn_benchmark() {
+            // Fixed input sizes: let cuDNN pick the fastest convolution algorithms once (not in
+            // deterministic mode, where its choice could vary between runs).
             tch::Cuda::cudnn_set_benchmark(true);
         }
         tch::manual_seed(derive_seed(&spec.task, spec.seed, "init") as i64);

@@ -7,6 +7,7 @@ pub mod grid;
 pub mod input_bench;
 pub mod iteration_bench;
 pub mod load;
+pub mod numerics_args;
 pub mod protocol;
 pub mod run_one;
 pub mod runner;

@@ -55,7 +55,7 @@ enum Command {
         #[arg(long, default_value = ".venv/bin/python")]
         python: PathBuf,
     },
-    /// Time the plain, three-pass GH and two-pass GH training steps (LeNet digits or ResNet-50, DANN loss)
+    /// Time the plain, three-pass GH and two-pass GH training steps (weights on the host, and on the device) with the host reads each makes (LeNet digits, ResNet-50 or ViT-B/16, DANN loss)
     BenchStep {
         /// auto (CUDA if available), cpu, cuda or cuda:N
         #[arg(long, default_value = "auto")]
@@ -226,6 +226,8 @@ struct WorkerArgs {
     /// Progress as JSON lines on stdout (for the process that started this worker)
     #[arg(long, hide = true)]
     events: bool,
+    #[command(flatten)]
+    numerics: bench_suite::numerics_args::NumericsArgs,
 }
 
 impl WorkerArgs {
@@ -362,6 +364,7 @@ fn run_grid(protocol: &Protocol, profile: &str, grid: &GridArgs, device: tch::De
     let runs = Runs::new(&grid.runs);
     let timing = workers.timing()?;
     let (shutdown, _grid_signals) = stop_on_signals()?;
+    workers.numerics.apply()?;
     if workers.workers.is_some() || workers.gpus.is_some() {
         return run_workers(protocol, profile, grid, data_root, quiet, workers, shutdown);
     }
@@ -461,6 +464,7 @@ fn run_workers(protocol: &Protocol, profile: &str, grid: &GridArgs, data_root: &
     args.extend(["run".into(), "--profile".into(), profile.to_owned(), "--runs".into(), grid.runs.display().to_string()]);
     args.extend(["--data-root".into(), data_root.display().to_string()]);
     args.extend(["--claim-timeout".into(), workers.claim_timeout.to_string(), "--heartbeat".into(), workers.heartbeat.to_string()]);
+    args.extend(workers.numerics.worker_args());
     if let Some(shard) = &grid.shard {
         args.extend(["--shard".into(), shard.clone()]);
     }

@@ -138,6 +138,8 @@ pub struct RunOneArgs {
     /// auto (CUDA if available), cpu, cuda or cuda:N
     #[arg(long, default_value = "auto")]
     pub device: String,
+    #[command(flatten)]
+    pub numerics: crate::numerics_args::NumericsArgs,
     /// Harmonized backward: two-pass (default) or three-pass (the released code's shape)
     #[arg(long, value_enum, default_value = "two-pass")]
     pub backward: BackwardArg,
@@ -455,10 +457,15 @@ pub fn run(protocol: &Protocol, args: &RunOneArgs) -> Result<()> {
     use baselines::data::image_task::LoadOptions;
     let plan = resolve(protocol, args)?;
     let device = baselines::device::select(&args.device)?;
-    eprint!("{}", render_plan(&plan, &baselines::device::describe(device)));
+    let mut described = baselines::device::describe(device);
+    if device.is_cuda() {
+        described.push_str(&format!(", {} precision, deterministic {}", args.numerics.precision.name(), if args.numerics.deterministic { "on" } else { "off" }));
+    }
+    eprint!("{}", render_plan(&plan, &described));
     if args.dry_run {
         return Ok(());
     }
+    args.numerics.apply()?;
     let spec = &plan.spec;
     let method = spec.method.name();
     let out = args.out.clone().unwrap_or_else(|| {

@@ -9,8 +9,8 @@
 
 use anyhow::{Context, Result};
 use baselines::harmonizer::autograd::{
-    backward_plain, backward_three_pass_reference, backward_two_pass, LossPair, Parameters, Scope,
-    StepLosses,
+    backward_plain, backward_three_pass_reference, backward_two_pass, backward_two_pass_on_device, LossPair, Parameters,
+    Scope, StepLosses,
 };
 use baselines::harmonizer::Harmonizer;
 use baselines::networks::grl::reverse_gradient;
@@ -64,16 +64,18 @@ pub enum StepKind {
     Plain,
     ThreePass,
     TwoPass,
+    TwoPassOnDevice,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 3] = [StepKind::Plain, StepKind::ThreePass, StepKind::TwoPass];
+    pub const ALL: [StepKind; 4] = [StepKind::Plain, StepKind::ThreePass, StepKind::TwoPass, StepKind::TwoPassOnDevice];
 
     pub fn label(self) -> &'static str {
         match self {
             StepKind::Plain => "plain step (1 backward, no harmonization)",
             StepKind::ThreePass => "three-pass step (released code's shape)",
-            StepKind::TwoPass => "two-pass step (this project's default)",
+            StepKind::TwoPass => "two-pass step, weights on the host",
+            StepKind::TwoPassOnDevice => "two-pass step, weights on the device",
         }
     }
 }
@@ -82,6 +84,8 @@ impl StepKind {
 #[derive(Clone, Debug)]
 pub struct StepBenchResult {
     pub seconds_per_step: Vec<(StepKind, f64)>,
+    /// Values read back from the device per step (each a sync on CUDA), by kind.
+    pub host_reads_per_step: Vec<(StepKind, f64)>,
     pub conflict_steps: usize,
     pub measured_steps: usize,
 }
@@ -166,6 +170,11 @@ impl DannModel {
                 Some(backward_three_pass_reference(harmonizer, &self.params, &losses)?[0].conflict)
             }
             StepKind::TwoPass => Some(backward_two_pass(harmonizer, &self.params, &losses)?[0].conflict),
+            StepKind::TwoPassOnDevice => {
+                // Nothing read back: the conflict count is the host path's business.
+                backward_two_pass_on_device(harmonizer, &self.params, &losses)?;
+                None
+            }
         };
         for opt in &mut self.optimizers {
             opt.step();
@@ -209,6 +218,7 @@ pub fn run(config: &StepBenchConfig) -> Result<StepBenchResult> {
         models.push(DannModel::new(config.device, config.backbone, config.image_side).context("building the DANN model")?);
     }
     let mut per_round: Vec<Vec<f64>> = vec![Vec::new(); StepKind::ALL.len()];
+    let mut reads = vec![0u64; StepKind::ALL.len()];
     let (mut conflicts, mut measured) = (0, 0);
     for (k, kind) in StepKind::ALL.into_iter().enumerate() {
         for _ in 0..config.warmup_steps {
@@ -218,6 +228,7 @@ pub fn run(config: &StepBenchConfig) -> Result<StepBenchResult> {
     for _ in 0..config.rounds {
         for (k, kind) in StepKind::ALL.into_iter().enumerate() {
             baselines::device::synchronize(config.device);
+            let reads_before = baselines::harmonizer::host_reads::count();
             let start = Instant::now();
             for _ in 0..config.steps_per_round {
                 if let Some(c) = models[k].step(kind, &config.harmonizer, &batch)? {
@@ -227,6 +238,7 @@ pub fn run(config: &StepBenchConfig) -> Result<StepBenchResult> {
             }
             baselines::device::synchronize(config.device);
             per_round[k].push(start.elapsed().as_secs_f64() / config.steps_per_round as f64);
+            reads[k] += baselines::harmonizer::host_reads::count() - reads_before;
         }
     }
     let seconds_per_step = StepKind::ALL
@@ -237,7 +249,9 @@ pub fn run(config: &StepBenchConfig) -> Result<StepBenchResult> {
             (kind, times[times.len() / 2])
         })
         .collect();
-    Ok(StepBenchResult { seconds_per_step, conflict_steps: conflicts, measured_steps: measured })
+    let steps = (config.rounds * config.steps_per_round).max(1) as f64;
+    let host_reads_per_step = StepKind::ALL.into_iter().zip(reads).map(|(kind, n)| (kind, n as f64 / steps)).collect();
+    Ok(StepBenchResult { seconds_per_step, host_reads_per_step, conflict_steps: conflicts, measured_steps: measured })
 }
 
 /// The report printed by `bench-suite bench-step`.
@@ -259,15 +273,18 @@ pub fn render(config: &StepBenchConfig, result: &StepBenchResult) -> String {
         s = config.steps_per_round,
         w = config.warmup_steps,
     ));
-    out.push_str(&format!("{:<45} {:>10} {:>14}\n", "step", "ms/step", "x plain step"));
+    out.push_str(&format!("{:<45} {:>10} {:>14} {:>16}\n", "step", "ms/step", "x plain step", "host reads/step"));
     for kind in StepKind::ALL {
+        let reads = result.host_reads_per_step.iter().find(|(k, _)| *k == kind).map_or(f64::NAN, |(_, r)| *r);
         out.push_str(&format!(
-            "{:<45} {:>10.2} {:>14.2}\n",
+            "{:<45} {:>10.2} {:>14.2} {:>16.2}\n",
             kind.label(),
             result.seconds(kind) * 1e3,
-            result.ratio_to_plain(kind)
+            result.ratio_to_plain(kind),
+            reads
         ));
     }
+    out.push_str("(a host read waits for the device's queue on CUDA: a sync; training on CUDA takes the device path)\n");
     let two = result.ratio_to_plain(StepKind::TwoPass);
     out.push_str(&format!(
         "\ntwo-pass / three-pass: {:.2}; target two-pass <= {}x plain: {} ({:.2}x)\n",
@@ -287,10 +304,10 @@ pub fn render(config: &StepBenchConfig, result: &StepBenchResult) -> String {
 mod tests {
     use super::*;
 
-    /// Every backbone builds and runs all three step kinds (tiny inputs: this checks the plumbing,
+    /// Every backbone builds and runs all four step kinds (tiny inputs: this checks the plumbing,
     /// not the speed, which `bench-suite bench-step` measures).
     #[test]
-    fn every_backbone_runs_the_three_steps() {
+    fn every_backbone_runs_the_four_steps() {
         for (backbone, side) in [(StepBackbone::Lenet, 28), (StepBackbone::VitB16, 32)] {
             let config = StepBenchConfig {
                 device: Device::Cpu,
@@ -309,6 +326,8 @@ mod tests {
                 assert!(result.seconds(kind).is_finite() && result.seconds(kind) > 0.0, "{backbone:?} {kind:?}");
             }
             assert!(render(&config, &result).contains("two-pass / three-pass"));
+            let reads: Vec<f64> = result.host_reads_per_step.iter().map(|(_, r)| *r).collect();
+            assert_eq!(reads, [0.0, 1.0, 1.0, 0.0], "{backbone:?}: host reads per step of plain, three-pass, two-pass on the host, on the device");
         }
         let bad = StepBenchConfig { device: Device::Cpu, backbone: StepBackbone::VitB16, image_side: 30, batch_per_domain: 1, harmonizer: Harmonizer::gh(), warmup_steps: 0, rounds: 1, steps_per_round: 1, seed: 0 };
         assert!(format!("{:#}", run(&bad).unwrap_err()).contains("multiple of 16"));

@@ -18,29 +18,43 @@ fn write_executable(path: &Path, text: &str) {
 }
 
 /// A bundle folder: the real script, a stand-in binary, real (tiny) data files with their sums.
-/// `mcd_status` is the status the stand-in writes into MCD's run record (`not-harmonized`: CDAN's
-/// record says its pair never formed).
-fn stand_in_bundle(dir: &Path, mcd_status: &str) -> PathBuf {
+/// `mode` says what the stand-in gets wrong: `diverged` (MCD's run), `not-harmonized` (CDAN's pair
+/// never formed), `never-reweighted` (no run changed a weight), `nondeterministic` (the reruns'
+/// accuracies differ), `libtorch-warns` (a deprecation warning on stderr); `completed`: nothing.
+fn stand_in_bundle(dir: &Path, mode: &str) -> PathBuf {
     let bundle = dir.join("gpu-bundle");
     std::fs::create_dir_all(bundle.join("bin")).unwrap();
     std::fs::copy(root().join("tools/gpu-smoke.sh"), bundle.join("gpu-smoke.sh")).unwrap();
     std::fs::write(bundle.join("MANIFEST"), "commit=abc123\nbuilt=2026-11-29T00:00:00Z\ntorch=2.11.0\n").unwrap();
+    std::fs::copy(root().join("bench-suite/protocol.toml"), bundle.join("protocol.toml")).unwrap();
     // run-one: writes a summary line into --out/run.jsonl (diverged for MCD when asked).
     write_executable(
         &bundle.join("bin/bench-suite"),
         &format!(
             r#"#!/usr/bin/env bash
 echo "stand-in bench-suite $*"
+for a in "$@"; do
+  if [ "$a" = run ]; then
+    echo "run: profile smoke, 2 cell(s) pending under x; 2 worker(s): gpu 0 (8 thread(s)), gpu 0 (8 thread(s))"
+    echo "run: 2 cell(s) published (0 diverged), 0 failed, 0 lost to other workers, in 3 s"
+    exit 0
+  fi
+done
 [ "$1" = run-one ] || exit 0
-method= out=
-while [ $# -gt 0 ]; do case "$1" in --method) method=$2; shift 2;; --out) out=$2; shift 2;; *) shift;; esac; done
+method= out= seed=
+while [ $# -gt 0 ]; do case "$1" in --method) method=$2; shift 2;; --out) out=$2; shift 2;; --seed) seed=$2; shift 2;; *) shift;; esac; done
 mkdir -p "$out"
-if [ "$method" = mcd ] && [ "{mcd_status}" = diverged ]; then
+pairs='{{"p":{{"formed_steps":20,"reweighted_steps":7,"measured_steps":20}}}}'
+[ "{mode}" = never-reweighted ] && pairs='{{"p":{{"formed_steps":20,"reweighted_steps":0,"measured_steps":20}}}}'
+accuracy=0.5
+[ "{mode}" = nondeterministic ] && [ "$seed" = 3 ] && accuracy=0.$RANDOM$RANDOM
+if [ "{mode}" = libtorch-warns ]; then echo "[W1203 13:00:00.000000000 Context.cpp:80] Warning: The argument 'device' of Tensor.pin_memory() is deprecated." >&2; fi
+if [ "$method" = mcd ] && [ "{mode}" = diverged ]; then
   echo '{{"event":"summary","status":"diverged","iteration":7,"reason":"loss is NaN","iterations":7,"final_accuracy":null,"seconds_per_100_steps":1.0}}' > "$out/run.jsonl"
-elif [ "$method" = cdan ] && [ "{mcd_status}" = not-harmonized ]; then
+elif [ "$method" = cdan ] && [ "{mode}" = not-harmonized ]; then
   echo '{{"event":"summary","status":"completed","iterations":20,"final_accuracy":0.5,"seconds_per_100_steps":1.0,"harmonization":{{}},"trained":"not-harmonized"}}' > "$out/run.jsonl"
 else
-  echo '{{"event":"summary","status":"completed","iterations":20,"final_accuracy":0.5,"seconds_per_100_steps":1.0,"harmonization":{{"p":{{"formed_steps":20,"reweighted_steps":7,"measured_steps":20}}}},"trained":"as-asked"}}' > "$out/run.jsonl"
+  echo '{{"event":"summary","status":"completed","iterations":20,"final_accuracy":'$accuracy',"seconds_per_100_steps":1.0,"harmonization":'$pairs',"trained":"as-asked"}}' > "$out/run.jsonl"
 fi
 "#
         ),
@@ -75,7 +89,7 @@ fn stand_in_python(dir: &Path, torch_version: &str, cuda: bool) -> PathBuf {
     write_executable(
         &python,
         &format!(
-            "#!/usr/bin/env bash\nfor a in \"$@\"; do if [ \"$a\" = -c ]; then printf '%s\\n' {torch_version} {lib} {cuda} 13.0 'Stand-in GPU'; exit 0; fi; done\nexec python3 \"$@\"\n",
+            "#!/usr/bin/env bash\nfor a in \"$@\"; do if [ \"$a\" = -c ]; then printf '%s\\n' {torch_version} {lib} {cuda} 13.0 'Stand-in GPU'; exit 0; fi; case \"$a\" in */images) mkdir -p \"$a\"; cat > /dev/null; exit 0;; esac; done\nexec python3 \"$@\"\n",
             lib = lib.display(),
             cuda = u8::from(cuda)
         ),
@@ -123,7 +137,7 @@ fn without_cuda_it_says_so_and_passes() {
     let python = stand_in_python(dir.path(), "2.11.0", false);
     let (output, text) = smoke(&bundle, &python, &[]);
     assert_eq!(output.status.code(), Some(0), "{text}");
-    assert!(text.contains("no CUDA device visible"), "{text}");
+    assert!(text.contains("no GPU on this machine"), "{text}");
     assert!(!text.contains("stand-in bench-suite run-one"), "{text}");
 }
 
@@ -134,7 +148,7 @@ fn every_step_runs_and_each_verdict_is_checked() {
     let python = stand_in_python(dir.path(), "2.11.0", false);
     let (output, text) = smoke(&bundle, &python, &[("GH_SMOKE_DEVICE", "cpu"), ("GH_SMOKE_ITERS", "20")]);
     assert_eq!(output.status.code(), Some(0), "{text}");
-    for step in ["bench-step LeNet", "cdan GH++ M-U 937+20 it", "mcd GH++ M-U 20 it", "ResNet-50 iteration"] {
+    for step in ["bench-step LeNet", "cdan GH++ M-U 937+20 it", "mcd GH++ M-U 20 it", "ResNet-50 iteration", "image pipeline: CDAN, GVB, MCD, DWL", "grid on --device cpu --workers 2", "CDAN GH++ twice with --deterministic"] {
         let line = text.lines().find(|l| l.trim_start().starts_with(step) && l.trim_end().ends_with("ok"));
         assert!(line.is_some(), "no passing summary line for {step}: {text}");
     }
@@ -143,6 +157,47 @@ fn every_step_runs_and_each_verdict_is_checked() {
     assert!(text.contains("completed 20 iterations, target accuracy 50.00 %") && text.contains("p formed in 20, reweighted in 7"), "{text}");
     assert!(text.contains("--device cpu") && text.contains("--batch 2"), "{text}");
     assert!(text.contains("all steps passed"), "{text}");
+    assert!(text.contains("cdan, gvb, mcd, dwl, ssrt: completed with their pair formed") && text.contains("2 cells published by 2 workers"), "{text}");
+    assert!(text.contains("identical records (1 lines"), "{text}");
+    for method in ["cdan", "gvb", "mcd", "dwl"] {
+        assert!(text.contains(&format!("run-one --method {method} --harmonizer gh++ --task folder:")), "{method}: {text}");
+    }
+    assert!(text.contains("--method ssrt") && text.contains("pretrained = false"), "{text}");
+}
+
+/// Each of the new checks can fail: a weight never changed, reruns that differ, a libtorch
+/// warning in a log.
+#[test]
+fn each_check_of_the_smoke_test_can_fail() {
+    for (mode, step, reason) in [
+        ("never-reweighted", "cdan GH++ M-U", "FAIL (GH++ never changed a weight"),
+        ("nondeterministic", "CDAN GH++ twice with --deterministic", "FAIL (the two deterministic runs differ"),
+        ("libtorch-warns", "cdan GH++ M-U", "FAIL (libtorch warned: [W1203"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = stand_in_bundle(dir.path(), mode);
+        let python = stand_in_python(dir.path(), "2.11.0", false);
+        let (output, text) = smoke(&bundle, &python, &[("GH_SMOKE_DEVICE", "cpu"), ("GH_SMOKE_ITERS", "20")]);
+        assert_eq!(output.status.code(), Some(1), "{mode}: {text}");
+        let line = text.lines().find(|l| l.trim_start().starts_with(step) && l.contains("FAIL")).unwrap_or_else(|| panic!("{mode}: {text}"));
+        assert!(line.contains(reason), "{mode}: {line}");
+    }
+}
+
+/// A GPU the driver lists but PyTorch cannot use fails the smoke test (it used to pass as "no CUDA").
+#[test]
+fn a_gpu_that_pytorch_cannot_use_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = stand_in_bundle(dir.path(), "completed");
+    let python = stand_in_python(dir.path(), "2.11.0", false);
+    let bin = dir.path().join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    write_executable(&bin.join("nvidia-smi"), "#!/usr/bin/env bash\necho 'GPU 0: NVIDIA H200 (UUID: GPU-0000)'\n");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let (output, text) = smoke(&bundle, &python, &[("PATH", &path)]);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("has a GPU (GPU 0: NVIDIA H200") && text.contains("cannot use it"), "{text}");
+    assert!(!text.contains("stand-in bench-suite run-one"), "{text}");
 }
 
 #[test]

@@ -219,3 +219,63 @@ fn launch_slurm_writes_the_array_script_and_submits_only_pending_work() {
     let (ok, text) = launch(&["--sbatch", "/nonexistent/sbatch"]);
     assert!(ok && text.contains("nothing to submit"), "{text}");
 }
+
+/// A cell whose training blows up (CDAN at a learning rate of 1e30) is recorded as diverged, and
+/// the same worker goes on to train the next cell (on CUDA a NaN in the domain loss used to be a
+/// device-side assert that poisoned the worker; here the flow is checked on the CPU).
+#[test]
+fn a_diverged_cell_is_a_result_and_the_same_worker_runs_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let protocol = protocol_file(dir.path(), 1, 6);
+    let extra = r#"
+[profiles.blowup]
+description = "a CDAN cell that diverges, then a DWL cell"
+datasets = ["digits"]
+tasks = ["M-U"]
+baselines = ["cdan", "dwl"]
+harmonizers = ["gh"]
+seeds = [1]
+telemetry_every = 1
+
+[profiles.blowup.schedule.cdan]
+iterations = 6
+iters_per_epoch = 3
+eval_every = 6
+
+[profiles.blowup.schedule.dwl]
+iterations = 4
+iters_per_epoch = 2
+eval_every = 2
+
+[profiles.blowup.hyperparameters.cdan]
+batch = 16
+conditioning = { kind = "random", dim = 32 }
+discriminator_hidden = 32
+source_only_epochs = 0
+sgd = { lr = 1e30, momentum = 0.9, weight_decay = 0.0005 }
+
+[profiles.blowup.hyperparameters.dwl]
+batch = 8
+source_steps = 1
+balance_steps = 1
+"#;
+    let text = std::fs::read_to_string(&protocol).unwrap();
+    std::fs::write(&protocol, format!("{text}\n{extra}")).unwrap();
+    let c = worker(dir.path(), &protocol, &["--workers", "1"]);
+    let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().replace("many", "blowup")).collect();
+    let out = Command::new(BIN).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUST_LOG", "warn").output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("run: 2 cell(s) published (1 diverged), 0 failed"), "{text}");
+    let runs = dir.path().join("runs");
+    let mut statuses: Vec<(String, String)> = Vec::new();
+    for entry in std::fs::read_dir(runs.join("cells")).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')) {
+        let record = std::fs::read_to_string(entry.path().join("run.jsonl")).unwrap();
+        let config: serde_json::Value = serde_json::from_str(record.lines().next().unwrap()).unwrap();
+        let summary: serde_json::Value = serde_json::from_str(record.lines().last().unwrap()).unwrap();
+        let method = config["spec"]["method"]["method"].as_str().unwrap_or("?").to_owned();
+        statuses.push((method, summary["status"].as_str().unwrap_or("?").to_owned()));
+    }
+    statuses.sort();
+    assert_eq!(statuses, [("cdan".to_owned(), "diverged".to_owned()), ("dwl".to_owned(), "completed".to_owned())], "{text}");
+}

@@ -201,6 +201,7 @@ fn backward_two_pass_at(
         // The factors of the harmonized and the plain terms: numbers, or 0-dim device tensors.
         let (harmonized, weights) = match at {
             WeightsAt::Host => {
+                crate::host_reads::note();
                 let v = Vec::<f64>::try_from(dots.f_to_device(tch::Device::Cpu)?)?;
                 let record = harmonizer.weights(v[0], v[1], v[2]);
                 ((Factor::Number(pair.c1 * record.w1), Factor::Number(pair.c2 * record.w2)), PairWeights::Host(record))
@@ -271,6 +272,7 @@ pub fn backward_three_pass_reference(
         let g2 = gradients(pair.l2, &scope, true)?;
         let all: Scope = Scope { name: pair.scope.name.clone(), members: (0..scope.len()).collect() };
         let dots = scope_dot_products(&g1, &g2, &all, pair.l1.device())?;
+        crate::host_reads::note();
         let v = Vec::<f64>::try_from(dots.f_to_device(tch::Device::Cpu)?)?;
         let record = harmonizer.weights(v[0], v[1], v[2]);
         let weighted = pair

@@ -9,6 +9,7 @@
 //! A *conflict* is `d < 0` (strictly). Without one every variant returns `w1 = w2 = 1`.
 
 pub mod autograd;
+pub mod host_reads;
 pub mod on_device;
 
 use serde::{Deserialize, Serialize};

@@ -37,6 +37,7 @@ impl DeviceWeights {
     /// The step's record on the host (one copy, i.e. a sync: call it on telemetry steps only).
     /// The weights are the device's, the rest is derived from the same `(n1, n2, d)`.
     pub fn to_host(&self, harmonizer: &Harmonizer) -> Result<Harmonization, TchError> {
+        crate::host_reads::note();
         let v = Vec::<f64>::try_from(self.values.f_to_device(tch::Device::Cpu)?)?;
         let mut record = harmonizer.weights(v[0], v[1], v[2]);
         record.w1 = v[3];
@@ -145,6 +146,7 @@ impl DeviceSummary {
     /// The summary and the count of steps whose weights were not both 1 (one copy: a sync).
     pub fn to_host(&self) -> Result<(HarmonizationSummary, u64), TchError> {
         let Some(sums) = &self.sums else { return Ok((HarmonizationSummary::default(), 0)) };
+        crate::host_reads::note();
         let v = Vec::<f64>::try_from(sums.f_to_device(tch::Device::Cpu)?)?;
         let summary = HarmonizationSummary {
             measured_steps: self.measured_steps,

@@ -43,6 +43,7 @@ pub fn generate_profile(runs: &Path, out: &Path, profile: &str) -> Result<Genera
         ("claims.md", claims::markdown(&outcomes, profile, &claims_file.settings)),
         ("claims.tex", claims::latex(&outcomes, profile, &claims_file.settings)),
         ("claims.csv", claims::csv(&outcomes)),
+        ("headline.md", claims::headline(&outcomes, &aggs, &records, &paper, profile)),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

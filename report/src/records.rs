@@ -30,6 +30,8 @@ pub struct CellRecord {
     pub best_accuracy: Option<f64>,
     pub seconds_per_epoch: f64,
     pub seconds_per_100_steps: f64,
+    /// Seconds spent in training steps over the run (evaluations and data loading aside).
+    pub train_seconds: f64,
     /// Whether the machine was loaded when the cell was timed (`timing.json`: load averages and
     /// suite processes at its start and end); `None` for cells recorded before that existed.
     pub timing_loaded: Option<bool>,
@@ -68,6 +70,9 @@ pub struct Telemetry {
     /// The harmonized pair's inner product, as the harmonizer recorded it (none for GH++ as
     /// released, which defines only the sum).
     pub d_after: Option<f64>,
+    /// |g1| and |g2| over the scope (NaN for records that did not write them).
+    pub norm1: f64,
+    pub norm2: f64,
 }
 
 /// The profiles whose manifests are in `<runs>/profiles`.
@@ -194,6 +199,8 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
                 w1: f(&v["w1"]).unwrap_or(f64::NAN),
                 w2: f(&v["w2"]).unwrap_or(f64::NAN),
                 d_after: f(&v["d_after"]),
+                norm1: f(&v["norm1"]).unwrap_or(f64::NAN),
+                norm2: f(&v["norm2"]).unwrap_or(f64::NAN),
             }),
             _ => {}
         }
@@ -246,6 +253,7 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
         not_trained,
         seconds_per_epoch: f(&done["seconds_per_epoch"]).unwrap_or(f64::NAN),
         seconds_per_100_steps: f(&done["seconds_per_100_steps"]).unwrap_or(f64::NAN),
+        train_seconds: f(&done["train_seconds"]).unwrap_or(f64::NAN),
         timing_loaded,
         iterations: done["iterations"].as_u64().unwrap_or(0),
         deviations,

@@ -38,6 +38,7 @@ fn cell(baseline: &str, harmonizer: &str, task: &str, seed: u64, accuracy: f64) 
         best_accuracy: Some(accuracy),
         seconds_per_epoch: 1.0,
         seconds_per_100_steps: 10.0,
+        train_seconds: 60.0,
         timing_loaded: Some(false),
         iterations: 100,
         deviations: vec!["fixture: reduced schedule".into()],
@@ -347,7 +348,7 @@ quantity = { kind = "alpha_best", dataset = "digits", tasks = ["M-U"], baselines
 "#
     );
     let (claims, settings) = claims(&text);
-    let tele = |d: f64, d_after: f64| Telemetry { iteration: 0, pair: "stepB".into(), d, cos: 0.0, conflict: d < 0.0, w1: 1.0, w2: 1.0, d_after: Some(d_after) };
+    let tele = |d: f64, d_after: f64| Telemetry { iteration: 0, pair: "stepB".into(), d, cos: 0.0, conflict: d < 0.0, w1: 1.0, w2: 1.0, d_after: Some(d_after), norm1: 1.0, norm2: 1.0 };
     let mut records = Vec::new();
     for seed in 1..=3u64 {
         let mut none = cell("mcd", "none", "M-U", seed, 90.0);

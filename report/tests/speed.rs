@@ -21,6 +21,7 @@ fn cell(harmonizer: &str, seed: u64, secs: f64, loaded: Option<bool>) -> CellRec
         best_accuracy: Some(90.0),
         seconds_per_epoch: secs,
         seconds_per_100_steps: secs,
+        train_seconds: 60.0,
         timing_loaded: loaded,
         iterations: 100,
         deviations: Vec::new(),

@@ -265,6 +265,9 @@ pub struct StepContext {
     finite: Option<Tensor>,
     /// Per-pair counts kept on the device (CUDA two-pass steps), merged by [`StepContext::summaries`].
     device_summary: BTreeMap<String, DeviceSummary>,
+    /// Compute the weights on the device on the CPU too (tests and benchmarks of the CUDA path;
+    /// training on the CPU keeps the host reference).
+    pub weights_on_device_on_cpu: bool,
 }
 
 /// How often a harmonized pair trained over a run.
@@ -289,6 +292,7 @@ impl StepContext {
             pair_steps: BTreeMap::new(),
             finite: None,
             device_summary: BTreeMap::new(),
+            weights_on_device_on_cpu: false,
         }
     }
 
@@ -321,7 +325,8 @@ impl StepContext {
             backward_plain(losses)?;
             return Ok(());
         }
-        let on_device = self.backward_path == BackwardPath::TwoPass && losses.pairs.first().is_some_and(|p| p.l1.device().is_cuda());
+        let on_device = self.backward_path == BackwardPath::TwoPass
+            && (self.weights_on_device_on_cpu || losses.pairs.first().is_some_and(|p| p.l1.device().is_cuda()));
         if on_device {
             return self.backward_on_device(params, labels, losses);
         }
@@ -382,12 +387,16 @@ impl StepContext {
     /// Whether every harmonized loss since the last call was finite (reads the device flag: call
     /// it where the loop synchronises anyway), and starts the flag afresh.
     pub fn take_finite(&mut self) -> bool {
-        self.finite.take().is_none_or(|f| bool::try_from(f).unwrap_or(false))
+        self.finite.take().is_none_or(|f| {
+            crate::harmonizer::host_reads::note();
+            bool::try_from(f).unwrap_or(false)
+        })
     }
 
     /// Keeps a loss value for the telemetry (only when measuring: reading it syncs the device).
     pub fn log_loss(&mut self, name: &str, value: &Tensor) {
         if self.measure {
+            crate::harmonizer::host_reads::note();
             self.losses.push((name.to_owned(), value.double_value(&[])));
         }
     }

@@ -12,7 +12,7 @@ mod outputs;
 mod quantities;
 mod stats;
 
-pub use outputs::{counts, csv, latex, markdown, markdown_table};
+pub use outputs::{counts, csv, headline, latex, markdown, markdown_table};
 pub use stats::{bootstrap_interval, estimate, t_interval, Estimate, Method};
 
 use crate::latex::row_name;
@@ -169,6 +169,36 @@ pub enum Quantity {
         baselines: Vec<String>,
         best: f64,
     },
+    /// Mean angle (degrees) between the two harmonized gradients over the measured conflicting
+    /// steps of `harmonizer`'s runs, from the telemetry's |g1|, |g2|, d, w1, w2 and the
+    /// harmonized inner product where the rule defines one (GH; GH++ by rotation: g1''·g2'' with
+    /// the norms kept); GH++ as released scales each gradient (w1·g1, w2·g2), whose angle is θ.
+    HarmonizedAngle {
+        dataset: String,
+        tasks: Tasks,
+        baseline: String,
+        harmonizer: String,
+    },
+    /// Mean over measured conflicting steps of the angle between the update the harmonizer
+    /// applies (w1·g1 + w2·g2) and the unharmonized one (g1 + g2), `harmonizer`'s runs divided
+    /// by `against`'s, per seed.
+    DeviationRatio {
+        dataset: String,
+        tasks: Tasks,
+        baseline: String,
+        harmonizer: String,
+        against: String,
+    },
+    /// The smallest, over the five fifths of a run's iterations, of the % of measured steps
+    /// whose pair conflicts (fifths with no measured step of the pair, e.g. inside CDAN's
+    /// source-only warm-up, are skipped).
+    ConflictRateMinFifth {
+        dataset: String,
+        tasks: Tasks,
+        baseline: String,
+        #[serde(default = "none")]
+        harmonizer: String,
+    },
 }
 
 /// What a quantity is measured in (for display, plot panels and the width limit).
@@ -180,6 +210,7 @@ pub enum Unit {
     Percent,
     Ratio,
     InnerProduct,
+    Degrees,
 }
 
 impl Unit {
@@ -189,6 +220,7 @@ impl Unit {
             Unit::Percent => "percent",
             Unit::Ratio => "ratio",
             Unit::InnerProduct => "inner_product",
+            Unit::Degrees => "degrees",
         }
     }
 
@@ -199,6 +231,7 @@ impl Unit {
             Unit::Percent => "% of measured steps",
             Unit::Ratio => "time ratio (harmonized / baseline)",
             Unit::InnerProduct => "mean inner product g1·g2",
+            Unit::Degrees => "angle (degrees)",
         }
     }
 
@@ -217,6 +250,7 @@ impl Unit {
             Unit::Ratio => format!("{v:.3}×"),
             Unit::InnerProduct if v == 0.0 => "0".to_owned(),
             Unit::InnerProduct => format!("{v:.2e}"),
+            Unit::Degrees => format!("{v:.2}°"),
         }
     }
 }
@@ -231,7 +265,10 @@ impl Quantity {
             | Quantity::ResidualConflicts { dataset, .. }
             | Quantity::InnerProductMean { dataset, .. }
             | Quantity::TimeRatio { dataset, .. }
-            | Quantity::AlphaBest { dataset, .. } => dataset,
+            | Quantity::AlphaBest { dataset, .. }
+            | Quantity::HarmonizedAngle { dataset, .. }
+            | Quantity::DeviationRatio { dataset, .. }
+            | Quantity::ConflictRateMinFifth { dataset, .. } => dataset,
         }
     }
 
@@ -244,15 +281,19 @@ impl Quantity {
             | Quantity::ResidualConflicts { tasks, .. }
             | Quantity::InnerProductMean { tasks, .. }
             | Quantity::TimeRatio { tasks, .. }
-            | Quantity::AlphaBest { tasks, .. } => tasks,
+            | Quantity::AlphaBest { tasks, .. }
+            | Quantity::HarmonizedAngle { tasks, .. }
+            | Quantity::DeviationRatio { tasks, .. }
+            | Quantity::ConflictRateMinFifth { tasks, .. } => tasks,
         }
     }
 
     pub fn unit(&self) -> Unit {
         match self {
             Quantity::Gain { .. } | Quantity::GainContrast { .. } | Quantity::AlphaBest { .. } => Unit::Points,
-            Quantity::ConflictRate { .. } | Quantity::ConflictContrast { .. } | Quantity::ResidualConflicts { .. } => Unit::Percent,
-            Quantity::TimeRatio { .. } => Unit::Ratio,
+            Quantity::ConflictRate { .. } | Quantity::ConflictContrast { .. } | Quantity::ResidualConflicts { .. } | Quantity::ConflictRateMinFifth { .. } => Unit::Percent,
+            Quantity::TimeRatio { .. } | Quantity::DeviationRatio { .. } => Unit::Ratio,
+            Quantity::HarmonizedAngle { .. } => Unit::Degrees,
             Quantity::InnerProductMean { .. } => Unit::InnerProduct,
         }
     }

@@ -243,3 +243,64 @@ pub fn latex(outcomes: &[Outcome], profile: &str, settings: &Settings) -> String
     out
 }
 
+
+/// The README's headline table for a profile: per baseline × task × harmonizer, the paper's
+/// accuracy, ours (mean ± std over seeds, last model), the paired gain over the baseline with
+/// its 95% interval and the verdict of the per-task gain claim (where one exists), and the
+/// median wall time of a cell's training. Rows in the paper's table order.
+pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], records: &[crate::records::CellRecord], paper: &crate::paper::PaperResults, profile: &str) -> String {
+    use super::Quantity;
+    let mut out = String::new();
+    let _ = writeln!(out, "| Method | Task | Paper | Ours (mean ± std, n) | Gain over the baseline, 95% interval | Verdict | Training per cell (median, range) |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let name = |b: &str, h: &str| {
+        let b = b.to_uppercase();
+        match h {
+            "none" => b,
+            "gh" => format!("{b}+GH"),
+            "gh++" => format!("{b}+GH++"),
+            other => format!("{b}+{other}"),
+        }
+    };
+    let mut rows: Vec<&crate::aggregate::Aggregate> = aggs.iter().collect();
+    rows.sort_by_key(|a| {
+        let task = paper.task_order(&a.dataset).iter().position(|t| *t == a.task).unwrap_or(usize::MAX);
+        let h = ["none", "gh", "gh++"].iter().position(|h| *h == a.harmonizer).unwrap_or(9);
+        (a.dataset.clone(), a.baseline.clone(), task, h, a.harmonizer.clone())
+    });
+    for a in rows {
+        let paper_value = paper.accuracy(&a.dataset, &a.baseline, &a.harmonizer, &a.task).map_or("–".to_owned(), |v| format!("{v:.1}"));
+        let ours = match (a.final_mean, a.final_std) {
+            (Some(m), Some(s)) => format!("{m:.2} ± {s:.2} ({})", a.completed),
+            (Some(m), None) => format!("{m:.2} ({})", a.completed),
+            _ => format!("– ({} run, {} diverged)", a.runs, a.diverged),
+        };
+        let claim = outcomes.iter().find(|o| match &o.claim.quantity {
+            Quantity::Gain { dataset, tasks: super::Tasks::List(t), baselines, harmonizer, against } => {
+                dataset == &a.dataset && t.len() == 1 && t[0] == a.task && baselines.len() == 1 && baselines[0] == a.baseline && harmonizer == &a.harmonizer && against == "none"
+            }
+            _ => false,
+        });
+        let (gain, verdict) = match claim {
+            Some(o) => match &o.estimate {
+                Some(e) => (format!("{} {} (paper {})", Unit::Points.format(e.mean), interval_text(Unit::Points, e), paper_text(&o.claim)), format!("**{}**", o.verdict.label())),
+                None => ("–".to_owned(), o.verdict.label().to_owned()),
+            },
+            None => ("".to_owned(), "".to_owned()),
+        };
+        let mut seconds: Vec<f64> = records
+            .iter()
+            .filter(|r| r.dataset == a.dataset && r.task == a.task && r.baseline == a.baseline && r.harmonizer == a.harmonizer)
+            .map(|r| r.train_seconds)
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .collect();
+        seconds.sort_by(f64::total_cmp);
+        let time = match seconds.as_slice() {
+            [] => "–".to_owned(),
+            s => format!("{:.1} min ({:.1}–{:.1})", s[s.len() / 2] / 60.0, s[0] / 60.0, s[s.len() - 1] / 60.0),
+        };
+        let _ = writeln!(out, "| {} | {} | {paper_value} | {ours} | {gain} | {verdict} | {time} |", name(&a.baseline, &a.harmonizer), a.task.replace('-', "→"));
+    }
+    let _ = writeln!(out, "\nProfile `{profile}`: {} finished cell(s). Accuracies: last model on the target test split, %. Gains paired by seed; verdicts from report/paper_claims.toml.", records.len());
+    out
+}

@@ -213,6 +213,65 @@ pub(super) fn series<'a>(q: &Quantity, cells: &Cells<'a>, tasks: &[String], spee
                 }
             }
         }
+        Quantity::HarmonizedAngle { baseline, harmonizer, .. } => {
+            let pair = main_pair(baseline);
+            for t in tasks {
+                let unit = unit_name(Some(baseline), t);
+                s.expected.push(unit.clone());
+                for seed in cells.seeds(baseline, harmonizer, t) {
+                    let r = cells.get(baseline, harmonizer, t, seed).expect("listed seed");
+                    let angles: Vec<f64> = r.telemetry.iter().filter(|x| x.pair == pair && x.conflict).filter_map(harmonized_angle).collect();
+                    if angles.is_empty() {
+                        s.left_out.push(format!("{unit} seed {seed}: no conflicting step with norms recorded"));
+                    } else {
+                        s.put(&unit, seed, mean(&angles), &[r]);
+                    }
+                }
+            }
+        }
+        Quantity::DeviationRatio { baseline, harmonizer, against, .. } => {
+            let pair = main_pair(baseline);
+            let mean_deviation = |r: &CellRecord| -> Option<f64> {
+                let d: Vec<f64> = r.telemetry.iter().filter(|x| x.pair == pair && x.conflict).filter_map(update_deviation).collect();
+                (!d.is_empty()).then(|| mean(&d))
+            };
+            for t in tasks {
+                let unit = unit_name(Some(baseline), t);
+                s.expected.push(unit.clone());
+                for seed in seeds_of(cells, &[(baseline, harmonizer), (baseline, against)], t) {
+                    match (cells.get(baseline, harmonizer, t, seed), cells.get(baseline, against, t, seed)) {
+                        (Some(x), Some(y)) => match (mean_deviation(x), mean_deviation(y)) {
+                            (Some(a), Some(b)) if b > 0.0 => s.put(&unit, seed, a / b, &[x, y]),
+                            _ => s.left_out.push(format!("{unit} seed {seed}: no conflicting step with norms recorded in one of the pair")),
+                        },
+                        _ => s.left_out.push(format!("{unit} seed {seed}: only one of the pair ran")),
+                    }
+                }
+            }
+        }
+        Quantity::ConflictRateMinFifth { baseline, harmonizer, .. } => {
+            let pair = main_pair(baseline);
+            for t in tasks {
+                let unit = unit_name(Some(baseline), t);
+                s.expected.push(unit.clone());
+                for seed in cells.seeds(baseline, harmonizer, t) {
+                    let r = cells.get(baseline, harmonizer, t, seed).expect("listed seed");
+                    let length = r.iterations.max(1);
+                    let mut fifths = [(0u64, 0u64); 5];
+                    for x in r.telemetry.iter().filter(|x| x.pair == pair && x.d.is_finite()) {
+                        let k = ((x.iteration * 5 / length) as usize).min(4);
+                        fifths[k].0 += 1;
+                        fifths[k].1 += u64::from(x.conflict);
+                    }
+                    let rates: Vec<f64> = fifths.iter().filter(|(n, _)| *n > 0).map(|(n, c)| 100.0 * *c as f64 / *n as f64).collect();
+                    if rates.is_empty() {
+                        s.left_out.push(format!("{unit} seed {seed}: no measured step of the pair"));
+                    } else {
+                        s.put(&unit, seed, rates.iter().copied().fold(f64::INFINITY, f64::min), &[r]);
+                    }
+                }
+            }
+        }
         Quantity::TimeRatio { baseline, harmonizer, against, .. } => {
             // From the published speeds (bench-speed's rounds, or cells not timed under load).
             for t in tasks {
@@ -260,3 +319,85 @@ pub(super) fn series<'a>(q: &Quantity, cells: &Cells<'a>, tasks: &[String], spee
     s
 }
 
+/// The angle (degrees) between the two harmonized gradients of a step; None without norms.
+/// With a recorded harmonized inner product (GH, GH++ by rotation) from it and the harmonized
+/// norms: GH's g1' = g1 − (d/|g2|²)·g2 has |g1'| = |g1|·sin θ (and likewise g2'); the rotation
+/// keeps the norms. GH++ as released scales each gradient by its weight: cos = sign(w1·w2)·cos θ.
+pub(crate) fn harmonized_angle(x: &crate::records::Telemetry) -> Option<f64> {
+    if !(x.norm1 > 0.0 && x.norm2 > 0.0 && x.cos.is_finite()) {
+        return None;
+    }
+    let cos = match x.d_after {
+        Some(after) if after == 0.0 => 0.0,
+        Some(after) => {
+            let sin2 = (1.0 - x.cos * x.cos).max(0.0);
+            // GH's harmonized norms (|g|·sin θ); a rotation's d_after is exactly 0 (above).
+            after / (x.norm1 * x.norm2 * sin2)
+        }
+        None => (x.w1 * x.w2).signum() * x.cos,
+    };
+    Some(cos.clamp(-1.0, 1.0).acos().to_degrees())
+}
+
+/// The angle (degrees) between the applied update w1·g1 + w2·g2 and the unharmonized g1 + g2,
+/// from |g1|, |g2|, d = g1·g2 and the weights; None without norms or for a zero update.
+pub(crate) fn update_deviation(x: &crate::records::Telemetry) -> Option<f64> {
+    let (n1, n2, d) = (x.norm1 * x.norm1, x.norm2 * x.norm2, x.d);
+    if !(n1 > 0.0 && n2 > 0.0 && d.is_finite() && x.w1.is_finite() && x.w2.is_finite()) {
+        return None;
+    }
+    let (w1, w2) = (x.w1, x.w2);
+    let applied = w1 * w1 * n1 + w2 * w2 * n2 + 2.0 * w1 * w2 * d;
+    let plain = n1 + n2 + 2.0 * d;
+    let dot = w1 * n1 + w2 * n2 + (w1 + w2) * d;
+    if !(applied > 0.0 && plain > 0.0) {
+        return None;
+    }
+    Some((dot / (applied.sqrt() * plain.sqrt())).clamp(-1.0, 1.0).acos().to_degrees())
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::Telemetry;
+
+    fn step(n1: f64, n2: f64, d: f64, w1: f64, w2: f64, d_after: Option<f64>) -> Telemetry {
+        let (a, b) = (n1.sqrt(), n2.sqrt());
+        Telemetry { iteration: 0, pair: "p".into(), d, cos: d / (a * b), conflict: d < 0.0, w1, w2, d_after, norm1: a, norm2: b }
+    }
+
+    /// The angle between two 2-d vectors, degrees.
+    fn angle(u: (f64, f64), v: (f64, f64)) -> f64 {
+        ((u.0 * v.0 + u.1 * v.1) / ((u.0 * u.0 + u.1 * u.1).sqrt() * (v.0 * v.0 + v.1 * v.1).sqrt())).acos().to_degrees()
+    }
+
+    #[test]
+    fn harmonized_angles_of_each_rule() {
+        // g1 = (1, 0), g2 = 2·(cos 120°, sin 120°): θ = 120°, n1 = 1, n2 = 4, d = −1.
+        let (n1, n2, d) = (1.0, 4.0, -1.0);
+        let cos: f64 = -0.5;
+        // GH: g1' = g1 − (d/n2)·g2 and g2' = g2 − (d/n1)·g1, at 180° − θ = 60°.
+        let gh = step(n1, n2, d, 1.0 - d / n1, 1.0 - d / n2, Some(-d * (1.0 - cos * cos)));
+        assert!((harmonized_angle(&gh).unwrap() - 60.0).abs() < 1e-9);
+        let rotation = step(n1, n2, d, 1.3, 0.9, Some(0.0));
+        assert_eq!(harmonized_angle(&rotation), Some(90.0));
+        // As released: w1·g1 and w2·g2 keep θ.
+        let released = step(n1, n2, d, 1.2611, 0.7389, None);
+        assert!((harmonized_angle(&released).unwrap() - 120.0).abs() < 1e-9);
+        assert_eq!(harmonized_angle(&Telemetry { norm1: f64::NAN, ..released }), None);
+    }
+
+    #[test]
+    fn update_deviation_is_the_angle_between_the_applied_and_the_plain_update() {
+        let g1 = (1.0, 0.0);
+        let g2 = (2.0 * (120f64).to_radians().cos(), 2.0 * (120f64).to_radians().sin());
+        for (w1, w2) in [(2.0, 1.25), (1.2611, 0.7389), (1.0, 1.0)] {
+            let applied = (w1 * g1.0 + w2 * g2.0, w1 * g1.1 + w2 * g2.1);
+            let plain = (g1.0 + g2.0, g1.1 + g2.1);
+            let expected = if (w1, w2) == (1.0, 1.0) { 0.0 } else { angle(applied, plain) };
+            let got = update_deviation(&step(1.0, 4.0, -1.0, w1, w2, None)).unwrap();
+            assert!((got - expected).abs() < 1e-6, "w = ({w1}, {w2}): {got} vs {expected}");
+        }
+    }
+}
