@@ -434,6 +434,14 @@ fn embedded_claims_agree_with_the_paper_tables() {
         let c = claims.iter().find(|c| c.id == format!("cdan-mcd-gain-more/{dataset}")).unwrap();
         assert!(close(c.paper.unwrap(), contrast, 0.001), "{}: {} vs {contrast}", c.id, c.paper.unwrap());
     }
+    // Table III per task (CDAN at the paper's own schedule).
+    for task in ["M-U", "U-M"] {
+        for (h, slug) in [("gh", "gh"), ("gh++", "ghpp")] {
+            let c = claims.iter().find(|c| c.id == format!("table3/cdan-{slug}/{task}")).unwrap();
+            let table = paper.accuracy("digits", "cdan", h, task).unwrap() - paper.accuracy("digits", "cdan", "none", task).unwrap();
+            assert!(close(c.paper.unwrap(), table, 1e-9), "{}: {} vs the table's {table}", c.id, c.paper.unwrap());
+        }
+    }
     for row in ["M-U", "U-M"] {
         let speed = &paper.speed[0].rows;
         let t = |h: &str| speed.iter().find(|r| r.task == row && r.harmonizer == h).unwrap();

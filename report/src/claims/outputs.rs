@@ -288,17 +288,20 @@ pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], reco
             },
             None => ("".to_owned(), "".to_owned()),
         };
-        let mut seconds: Vec<f64> = records
-            .iter()
-            .filter(|r| r.dataset == a.dataset && r.task == a.task && r.baseline == a.baseline && r.harmonizer == a.harmonizer)
-            .map(|r| r.train_seconds)
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .collect();
+        let cells: Vec<&crate::records::CellRecord> =
+            records.iter().filter(|r| r.dataset == a.dataset && r.task == a.task && r.baseline == a.baseline && r.harmonizer == a.harmonizer).collect();
+        // Cells that shared the machine (load above the CPU count, or another suite process) are
+        // left out of the times, as of every speed figure.
+        let loaded = cells.iter().filter(|r| r.timing_loaded == Some(true)).count();
+        let mut seconds: Vec<f64> = cells.iter().filter(|r| r.timing_loaded != Some(true)).map(|r| r.train_seconds).filter(|s| s.is_finite() && *s > 0.0).collect();
         seconds.sort_by(f64::total_cmp);
-        let time = match seconds.as_slice() {
+        let mut time = match seconds.as_slice() {
             [] => "–".to_owned(),
-            s => format!("{:.1} min ({:.1}–{:.1})", s[s.len() / 2] / 60.0, s[0] / 60.0, s[s.len() - 1] / 60.0),
+            s => format!("{:.1} min ({:.1}–{:.1}, n={})", s[s.len() / 2] / 60.0, s[0] / 60.0, s[s.len() - 1] / 60.0, s.len()),
         };
+        if loaded > 0 {
+            time.push_str(&format!("; {loaded} timed under load left out"));
+        }
         let _ = writeln!(out, "| {} | {} | {paper_value} | {ours} | {gain} | {verdict} | {time} |", name(&a.baseline, &a.harmonizer), a.task.replace('-', "→"));
     }
     let _ = writeln!(out, "\nProfile `{profile}`: {} finished cell(s). Accuracies: last model on the target test split, %. Gains paired by seed; verdicts from report/paper_claims.toml.", records.len());
