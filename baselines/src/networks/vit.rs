@@ -17,7 +17,7 @@ use super::init::{conv2d, linear, LayerInit};
 use anyhow::Result;
 use std::path::Path;
 use tch::nn::{self, ModuleT};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// A ViT's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -122,14 +122,16 @@ impl Block {
         }
     }
 
-    /// Multi-head self-attention over B×N×D tokens (softmax(q kᵀ / sqrt(head dim)) v).
+    /// Multi-head self-attention over B×N×D tokens: softmax(q kᵀ / sqrt(head dim)) v through
+    /// libtorch's fused scaled_dot_product_attention, as timm's `Attention` (fused_attn) runs it
+    /// (flash or memory-efficient kernels on CUDA; no B×heads×N×N weights kept for backward).
     fn attention(&self, x: &Tensor) -> Tensor {
         let (b, n, d) = x.size3().expect("B×N×D tokens");
         let head = d / self.heads;
         let qkv = x.apply(&self.qkv).reshape([b, n, 3, self.heads, head]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let weights = (q.matmul(&k.transpose(-2, -1)) * (head as f64).powf(-0.5)).softmax(-1, Kind::Float);
-        weights.matmul(&v).transpose(1, 2).reshape([b, n, d]).apply(&self.proj)
+        let out = Tensor::scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, 0.0, false, None, false);
+        out.transpose(1, 2).reshape([b, n, d]).apply(&self.proj)
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
