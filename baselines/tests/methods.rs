@@ -280,3 +280,43 @@ fn the_summary_counts_what_trained_per_pair() {
     let err = run(&spec(config, Harmonizer::gh(), 20), &data, Device::Cpu, &mut NoObserver).unwrap_err().to_string();
     assert!(err.contains("warm-up") && err.contains("--iters 21") && err.contains("source_only_epochs=0"), "{err}");
 }
+
+/// Host reads (syncs on CUDA) per training iteration outside telemetry steps: with the weights
+/// on the host (the CPU path) one per harmonized backward; with the weights on the device (the
+/// CUDA path, forced here on the CPU) none. The summary read at the end equals the host path's.
+#[test]
+fn harmonized_steps_read_nothing_back_with_the_weights_on_the_device() {
+    use baselines::harmonizer::host_reads;
+    use baselines::train::Trainer;
+    let _rng = torch_rng();
+    let data = data();
+    for config in configs().into_iter().filter(|c| c.name().harmonizes()) {
+        let name = config.name();
+        let mut reads = Vec::new();
+        let mut summaries = Vec::new();
+        for on_device in [false, true] {
+            let s = spec(config.clone(), Harmonizer::gh(), 60);
+            let mut trainer = Trainer::new(&s, &data, Device::Cpu).unwrap();
+            trainer.ctx.weights_on_device_on_cpu = on_device;
+            let start = s.warmup_iterations();
+            for it in 0..start {
+                trainer.step(it, false).unwrap();
+            }
+            let before = host_reads::count();
+            for it in start..start + 5 {
+                trainer.step(it, false).unwrap();
+            }
+            reads.push(host_reads::count() - before);
+            let formed: u64 = trainer.ctx.pair_steps.values().map(|p| p.formed).sum();
+            assert!(formed >= 5, "{name:?}: no harmonized step formed");
+            summaries.push(trainer.ctx.summaries().unwrap());
+        }
+        eprintln!("{name:?}: host reads over 5 adapted iterations: {} with the weights on the host, {} on the device", reads[0], reads[1]);
+        assert!(reads[0] >= 5, "{name:?}: the host path reads each harmonized backward: {reads:?}");
+        assert_eq!(reads[1], 0, "{name:?}: the device path read something back");
+        let counts = |m: &std::collections::BTreeMap<String, (baselines::harmonizer::HarmonizationSummary, baselines::methods::PairSteps)>| -> Vec<(String, u64, u64, u64)> {
+            m.iter().map(|(k, (s, p))| (k.clone(), s.measured_steps, p.formed, s.conflicts)).collect()
+        };
+        assert_eq!(counts(&summaries[0]), counts(&summaries[1]), "{name:?}: the device-side counts differ from the host's");
+    }
+}
