@@ -64,6 +64,22 @@ impl<'a> Series<'a> {
     }
 }
 
+/// A quantity of each run of (baseline, harmonizer) on its own, per task and seed; a run whose
+/// `value` is None is left out with `missing`.
+fn per_run<'a>(s: &mut Series<'a>, cells: &Cells<'a>, tasks: &[String], baseline: &str, harmonizer: &str, missing: &str, value: impl Fn(&CellRecord) -> Option<f64>) {
+    for t in tasks {
+        let unit = unit_name(Some(baseline), t);
+        s.expected.push(unit.clone());
+        for seed in cells.seeds(baseline, harmonizer, t) {
+            let r = cells.get(baseline, harmonizer, t, seed).expect("listed seed");
+            match value(r) {
+                Some(v) => s.put(&unit, seed, v, &[r]),
+                None => s.left_out.push(format!("{unit} seed {seed}: {missing}")),
+            }
+        }
+    }
+}
+
 pub(super) fn resolve_tasks(tasks: &Tasks, dataset: &str, paper: &PaperResults) -> Vec<String> {
     match tasks {
         Tasks::List(v) => v.clone(),
@@ -147,17 +163,9 @@ pub(super) fn series<'a>(q: &Quantity, cells: &Cells<'a>, tasks: &[String], spee
             }
         }
         Quantity::ConflictRate { baseline, harmonizer, .. } => {
-            for t in tasks {
-                let unit = unit_name(Some(baseline), t);
-                s.expected.push(unit.clone());
-                for seed in cells.seeds(baseline, harmonizer, t) {
-                    let r = cells.get(baseline, harmonizer, t, seed).expect("listed seed");
-                    match r.pairs.get(main_pair(baseline)).and_then(|p| p.conflict_rate) {
-                        Some(c) => s.put(&unit, seed, 100.0 * c, &[r]),
-                        None => s.left_out.push(format!("{unit} seed {seed}: no conflict rate recorded")),
-                    }
-                }
-            }
+            per_run(&mut s, cells, tasks, baseline, harmonizer, "no conflict rate recorded", |r| {
+                r.pairs.get(main_pair(baseline)).and_then(|p| p.conflict_rate).map(|c| 100.0 * c)
+            });
         }
         Quantity::ConflictContrast { higher, lower, .. } => {
             for t in tasks {
@@ -182,52 +190,25 @@ pub(super) fn series<'a>(q: &Quantity, cells: &Cells<'a>, tasks: &[String], spee
         }
         Quantity::ResidualConflicts { baseline, harmonizer, .. } => {
             let pair = main_pair(baseline);
-            for t in tasks {
-                let unit = unit_name(Some(baseline), t);
-                s.expected.push(unit.clone());
-                for seed in cells.seeds(baseline, harmonizer, t) {
-                    let r = cells.get(baseline, harmonizer, t, seed).expect("listed seed");
-                    let after: Vec<f64> = r.telemetry.iter().filter(|x| x.pair == pair).filter_map(|x| x.d_after).filter(|d| d.is_finite()).collect();
-                    if after.is_empty() {
-                        s.left_out.push(format!("{unit} seed {seed}: no harmonized inner products recorded"));
-                    } else {
-                        let negative = after.iter().filter(|d| **d < 0.0).count();
-                        s.put(&unit, seed, 100.0 * negative as f64 / after.len() as f64, &[r]);
-                    }
-                }
-            }
+            per_run(&mut s, cells, tasks, baseline, harmonizer, "no harmonized inner products recorded", |r| {
+                let after: Vec<f64> = r.telemetry.iter().filter(|x| x.pair == pair).filter_map(|x| x.d_after).filter(|d| d.is_finite()).collect();
+                let negative = after.iter().filter(|d| **d < 0.0).count();
+                (!after.is_empty()).then(|| 100.0 * negative as f64 / after.len() as f64)
+            });
         }
         Quantity::InnerProductMean { baseline, .. } => {
             let pair = main_pair(baseline);
-            for t in tasks {
-                let unit = unit_name(Some(baseline), t);
-                s.expected.push(unit.clone());
-                for seed in cells.seeds(baseline, "none", t) {
-                    let r = cells.get(baseline, "none", t, seed).expect("listed seed");
-                    let d: Vec<f64> = r.telemetry.iter().filter(|x| x.pair == pair && x.d.is_finite()).map(|x| x.d).collect();
-                    if d.is_empty() {
-                        s.left_out.push(format!("{unit} seed {seed}: no inner products recorded"));
-                    } else {
-                        s.put(&unit, seed, mean(&d), &[r]);
-                    }
-                }
-            }
+            per_run(&mut s, cells, tasks, baseline, "none", "no inner products recorded", |r| {
+                let d: Vec<f64> = r.telemetry.iter().filter(|x| x.pair == pair && x.d.is_finite()).map(|x| x.d).collect();
+                (!d.is_empty()).then(|| mean(&d))
+            });
         }
         Quantity::HarmonizedAngle { baseline, harmonizer, .. } => {
             let pair = main_pair(baseline);
-            for t in tasks {
-                let unit = unit_name(Some(baseline), t);
-                s.expected.push(unit.clone());
-                for seed in cells.seeds(baseline, harmonizer, t) {
-                    let r = cells.get(baseline, harmonizer, t, seed).expect("listed seed");
-                    let angles: Vec<f64> = r.telemetry.iter().filter(|x| x.pair == pair && x.conflict).filter_map(harmonized_angle).collect();
-                    if angles.is_empty() {
-                        s.left_out.push(format!("{unit} seed {seed}: no conflicting step with norms recorded"));
-                    } else {
-                        s.put(&unit, seed, mean(&angles), &[r]);
-                    }
-                }
-            }
+            per_run(&mut s, cells, tasks, baseline, harmonizer, "no conflicting step with norms recorded", |r| {
+                let angles: Vec<f64> = r.telemetry.iter().filter(|x| x.pair == pair && x.conflict).filter_map(harmonized_angle).collect();
+                (!angles.is_empty()).then(|| mean(&angles))
+            });
         }
         Quantity::DeviationRatio { baseline, harmonizer, against, .. } => {
             let pair = main_pair(baseline);
@@ -251,26 +232,17 @@ pub(super) fn series<'a>(q: &Quantity, cells: &Cells<'a>, tasks: &[String], spee
         }
         Quantity::ConflictRateMinFifth { baseline, harmonizer, .. } => {
             let pair = main_pair(baseline);
-            for t in tasks {
-                let unit = unit_name(Some(baseline), t);
-                s.expected.push(unit.clone());
-                for seed in cells.seeds(baseline, harmonizer, t) {
-                    let r = cells.get(baseline, harmonizer, t, seed).expect("listed seed");
-                    let length = r.iterations.max(1);
-                    let mut fifths = [(0u64, 0u64); 5];
-                    for x in r.telemetry.iter().filter(|x| x.pair == pair && x.d.is_finite()) {
-                        let k = ((x.iteration * 5 / length) as usize).min(4);
-                        fifths[k].0 += 1;
-                        fifths[k].1 += u64::from(x.conflict);
-                    }
-                    let rates: Vec<f64> = fifths.iter().filter(|(n, _)| *n > 0).map(|(n, c)| 100.0 * *c as f64 / *n as f64).collect();
-                    if rates.is_empty() {
-                        s.left_out.push(format!("{unit} seed {seed}: no measured step of the pair"));
-                    } else {
-                        s.put(&unit, seed, rates.iter().copied().fold(f64::INFINITY, f64::min), &[r]);
-                    }
+            per_run(&mut s, cells, tasks, baseline, harmonizer, "no measured step of the pair", |r| {
+                let length = r.iterations.max(1);
+                let mut fifths = [(0u64, 0u64); 5];
+                for x in r.telemetry.iter().filter(|x| x.pair == pair && x.d.is_finite()) {
+                    let k = ((x.iteration * 5 / length) as usize).min(4);
+                    fifths[k].0 += 1;
+                    fifths[k].1 += u64::from(x.conflict);
                 }
-            }
+                let rates: Vec<f64> = fifths.iter().filter(|(n, _)| *n > 0).map(|(n, c)| 100.0 * *c as f64 / *n as f64).collect();
+                (!rates.is_empty()).then(|| rates.iter().copied().fold(f64::INFINITY, f64::min))
+            });
         }
         Quantity::TimeRatio { baseline, harmonizer, against, .. } => {
             // From the published speeds (bench-speed's rounds, or cells not timed under load).
