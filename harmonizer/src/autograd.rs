@@ -140,13 +140,10 @@ pub fn backward_two_pass(
     params: &Parameters,
     losses: &StepLosses,
 ) -> Result<Vec<Harmonization>, TchError> {
-    backward_two_pass_at(harmonizer, params, losses, WeightsAt::Host)?
-        .into_iter()
-        .map(|w| match w {
-            PairWeights::Host(h) => Ok(h),
-            PairWeights::Device(_) => unreachable!("weights asked on the host"),
-        })
-        .collect()
+    backward_two_pass_with(harmonizer, params, losses, |dots, pair| {
+        let record = weights_on_host(harmonizer, dots)?;
+        Ok(((Factor::Number(pair.c1 * record.w1), Factor::Number(pair.c2 * record.w2)), record))
+    })
 }
 
 /// [`backward_two_pass`] with the weights computed where the gradients are
@@ -158,36 +155,20 @@ pub fn backward_two_pass_on_device(
     params: &Parameters,
     losses: &StepLosses,
 ) -> Result<Vec<DeviceWeights>, TchError> {
-    backward_two_pass_at(harmonizer, params, losses, WeightsAt::Device)?
-        .into_iter()
-        .map(|w| match w {
-            PairWeights::Device(d) => Ok(d),
-            PairWeights::Host(_) => unreachable!("weights asked on the device"),
-        })
-        .collect()
+    backward_two_pass_with(harmonizer, params, losses, |dots, pair| {
+        let w = harmonizer.weights_on_device(dots)?;
+        Ok(((Factor::Tensor(w.w1().f_mul_scalar(pair.c1)?), Factor::Tensor(w.w2().f_mul_scalar(pair.c2)?)), w))
+    })
 }
 
-/// Where [`backward_two_pass_at`] computes a pair's weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WeightsAt {
-    /// Read `(n1, n2, d)` back and call [`Harmonizer::weights`] (a sync per pair).
-    Host,
-    /// [`Harmonizer::weights_on_device`]: no read.
-    Device,
-}
-
-/// A pair's weights, where they were computed.
-pub enum PairWeights {
-    Host(Harmonization),
-    Device(DeviceWeights),
-}
-
-fn backward_two_pass_at(
+/// The two-pass step, with `weigh` turning a pair's `[n1, n2, d]` (on the device) into the
+/// factors of its two harmonized terms and the pair's record `W`.
+fn backward_two_pass_with<W>(
     harmonizer: &Harmonizer,
     params: &Parameters,
     losses: &StepLosses,
-    at: WeightsAt,
-) -> Result<Vec<PairWeights>, TchError> {
+    weigh: impl Fn(&Tensor, &LossPair) -> Result<((Factor, Factor), W), TchError>,
+) -> Result<Vec<W>, TchError> {
     let passes = 2 * losses.pairs.len();
     let mut pass = 0;
     let mut combined: Vec<Option<Tensor>> = (0..params.len()).map(|_| None).collect();
@@ -198,19 +179,8 @@ fn backward_two_pass_at(
         let g1 = gradients(pair.l1, params.tensors(), true)?;
         let g2 = gradients(pair.l2, params.tensors(), keep_graph)?;
         let dots = scope_dot_products(&g1, &g2, pair.scope, pair.l1.device())?;
-        // The factors of the harmonized and the plain terms: numbers, or 0-dim device tensors.
-        let (harmonized, weights) = match at {
-            WeightsAt::Host => {
-                crate::host_reads::note();
-                let v = Vec::<f64>::try_from(dots.f_to_device(tch::Device::Cpu)?)?;
-                let record = harmonizer.weights(v[0], v[1], v[2]);
-                ((Factor::Number(pair.c1 * record.w1), Factor::Number(pair.c2 * record.w2)), PairWeights::Host(record))
-            }
-            WeightsAt::Device => {
-                let w = harmonizer.weights_on_device(&dots)?;
-                ((Factor::Tensor(w.w1().f_mul_scalar(pair.c1)?), Factor::Tensor(w.w2().f_mul_scalar(pair.c2)?)), PairWeights::Device(w))
-            }
-        };
+        // The factors of the harmonized terms: numbers, or 0-dim device tensors.
+        let (harmonized, weights) = weigh(&dots, pair)?;
         let plain = (Factor::Number(pair.c1), Factor::Number(pair.c2));
         let mut in_scope = vec![harmonizer.outside_scope() == OutsideScope::Reweighted; params.len()];
         for &i in &pair.scope.members {
@@ -233,6 +203,13 @@ fn backward_two_pass_at(
         extra.f_backward()?;
     }
     Ok(records)
+}
+
+/// [`Harmonizer::weights`] of `dots = [n1, n2, d]`, read back from the device (a sync on CUDA).
+fn weights_on_host(harmonizer: &Harmonizer, dots: &Tensor) -> Result<Harmonization, TchError> {
+    crate::host_reads::note();
+    let v = Vec::<f64>::try_from(dots.f_to_device(tch::Device::Cpu)?)?;
+    Ok(harmonizer.weights(v[0], v[1], v[2]))
 }
 
 /// A gradient's factor: `g·k` with `k` a number or a 0-dim double tensor on g's device (the same
@@ -272,9 +249,7 @@ pub fn backward_three_pass_reference(
         let g2 = gradients(pair.l2, &scope, true)?;
         let all: Scope = Scope { name: pair.scope.name.clone(), members: (0..scope.len()).collect() };
         let dots = scope_dot_products(&g1, &g2, &all, pair.l1.device())?;
-        crate::host_reads::note();
-        let v = Vec::<f64>::try_from(dots.f_to_device(tch::Device::Cpu)?)?;
-        let record = harmonizer.weights(v[0], v[1], v[2]);
+        let record = weights_on_host(harmonizer, &dots)?;
         let weighted = pair
             .l1
             .f_mul_scalar(pair.c1 * record.w1)?
