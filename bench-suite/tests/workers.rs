@@ -12,8 +12,12 @@ mod common;
 use common::{assert_grid_done_once, journal, protocol_file, BIN};
 
 fn worker(dir: &Path, protocol: &Path, extra: &[&str]) -> Command {
+    worker_of("many", dir, protocol, extra)
+}
+
+fn worker_of(profile: &str, dir: &Path, protocol: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(BIN);
-    c.arg("--protocol").arg(protocol).args(["run", "--profile", "many", "--device", "cpu", "--quiet", "--threads", "1"]);
+    c.arg("--protocol").arg(protocol).args(["run", "--profile", profile, "--device", "cpu", "--quiet", "--threads", "1"]);
     c.arg("--runs").arg(dir.join("runs")).arg("--data-root").arg(dir.join("data"));
     c.args(extra).stdout(Stdio::null()).stderr(Stdio::piped()).env("RUST_LOG", "warn");
     c
@@ -261,9 +265,7 @@ balance_steps = 1
 "#;
     let text = std::fs::read_to_string(&protocol).unwrap();
     std::fs::write(&protocol, format!("{text}\n{extra}")).unwrap();
-    let c = worker(dir.path(), &protocol, &["--workers", "1"]);
-    let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().replace("many", "blowup")).collect();
-    let out = Command::new(BIN).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).env("RUST_LOG", "warn").output().unwrap();
+    let out = worker_of("blowup", dir.path(), &protocol, &["--workers", "1"]).stdout(Stdio::piped()).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert!(text.contains("run: 2 cell(s) published (1 diverged), 0 failed"), "{text}");
