@@ -117,6 +117,17 @@ fn workers_killed_at_random_moments_and_restarted_leave_every_cell_done_once() {
 
 #[test]
 fn sigterm_stops_the_cell_in_training_and_leaves_it_pending() {
+    stop_with(&[libc::SIGTERM]);
+}
+
+/// What `scancel` does to a worker under the Slurm script: TERM from Slurm and USR1 forwarded by the
+/// script, here in the order that once ended the worker at once (status 130, cell not released).
+#[test]
+fn usr1_then_sigterm_is_one_clean_stop() {
+    stop_with(&[libc::SIGUSR1, libc::SIGTERM]);
+}
+
+fn stop_with(signals: &[i32]) {
     let dir = tempfile::tempdir().unwrap();
     let protocol = protocol_file(dir.path(), 1, 100_000);
     let runs = dir.path().join("runs");
@@ -134,7 +145,12 @@ fn sigterm_stops_the_cell_in_training_and_leaves_it_pending() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    for (k, &signal) in signals.iter().enumerate() {
+        if k > 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unsafe { libc::kill(child.id() as i32, signal) };
+    }
     let stopped_by = Instant::now();
     let status = child.wait().unwrap();
     let mut err = String::new();
