@@ -2,7 +2,7 @@
 //! (no bundle, a PyTorch of another version, no CUDA) and its verdicts, with a stand-in bundle
 //! whose `bench-suite` writes the run records it is told to, and a stand-in Python whose
 //! `import torch` reports what each case needs. The real bundle on a real GPU is checked by hand
-//! (README, "GPU smoke bundle"), since the test machines have no GPU.
+//! (docs/gpu.md), since the test machines have no GPU.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -17,7 +17,7 @@
 //!
 //! disc(a, b) = mean|softmax(a) − softmax(b)|. The balance weight T = A / (A + 1 − J) starts at
 //! `initial_balance` and is re-estimated each epoch (each iteration when the source is SVHN).
-//! protocols.md does not give the normalisations; ours (stated in the README): A = m/(1+m) with m
+//! protocols.md does not give the normalisations; ours (stated in docs/deviations.md): A = m/(1+m) with m
 //! the squared distance between the mean L2-normalised source and target features (linear MMD),
 //! J = j/(1+j) with j = tr(S_b)/tr(S_w) of the source features (LDA criterion).
 //! Reported accuracy: max over C, C1, C2, C1+C2, C+C1+C2 (each head recorded).

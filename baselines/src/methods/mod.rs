@@ -3,7 +3,7 @@
 //! to the baseline's harmonized pair(s) (protocols.md says which, in which order, over which scope).
 //!
 //! Where the released code has a defect (protocols.md, "Known defects"), the baselines here do not
-//! reproduce it; each such choice is stated in the baseline's file and in the README.
+//! reproduce it; each such choice is stated in the baseline's file and in docs/deviations.md.
 
 pub mod cdan;
 pub mod common;
