@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A one-node Slurm on localhost for the Slurm test (../shared/design/slurm-local.md's recipe):
+# A one-node Slurm on localhost for the Slurm test (a recipe tested on the development machines; see ci/README.md):
 #   ci/slurm-local.sh start   install slurm-wlm and munge (apt, as root), configure, start, wait idle
 #   ci/slurm-local.sh stop    stop slurmd, slurmctld and munged (by their pid files)
 #   ci/slurm-local.sh check   exit 0 if this machine can run it (root, apt-get), else say why, exit 2

@@ -1,5 +1,5 @@
 //! Each baseline's training iteration against an independent PyTorch implementation
-//! (tools/reference/uda_step.py, written from protocols.md and harmonization.md).
+//! (tools/reference/uda_step.py, written from docs/design/protocols.md and docs/design/harmonization.md).
 //!
 //! For every method × {none, GH, GH++} the test builds the Rust method (dropout off: masks cannot
 //! be shared across frameworks), exports its initial state and one fixed batch, runs three

@@ -1,7 +1,7 @@
 //! The libtorch side of harmonization: per-loss gradients, dot products over a scope, and the
 //! harmonized gradient written into every parameter's `.grad`.
 //!
-//! Two paths give the same gradients (harmonization.md, "a cheaper one"):
+//! Two paths give the same gradients (docs/design/harmonization.md, "a cheaper one"):
 //! - [`backward_two_pass`], the default: one backward per loss, keeping every parameter's gradient
 //!   of each loss, then `grad_p += c1·w1·G1_p + c2·w2·G2_p`. Backward is linear, so nothing else
 //!   is needed.

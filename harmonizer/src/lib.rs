@@ -1,4 +1,4 @@
-//! Gradient harmonization: GH and GH++ (paper sections 3.3–3.6; ../shared/design/harmonization.md),
+//! Gradient harmonization: GH and GH++ (paper sections 3.3–3.6; docs/design/harmonization.md),
 //! for any training step with two losses in tch. `examples/own_training.rs` shows a whole loop.
 //!
 //! Every variant ends as a re-weighted loss `w1·L1 + w2·L2` with constant weights, so the

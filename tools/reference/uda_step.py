@@ -3,7 +3,7 @@ the digits LeNet / DWL CNN, and of their image protocols on torchvision's ResNet
 heads, parameter groups with learning-rate and weight-decay multipliers), with none / GH / GH++
 (the released rule).
 
-Written from shared/design/protocols.md, shared/design/harmonization.md and the paper, in plain
+Written from docs/design/protocols.md, docs/design/harmonization.md and the paper, in plain
 PyTorch (nn.Linear, nn.Conv2d, nn.BatchNorm*, torch.optim.SGD, F.cross_entropy, autograd), never
 from the Rust code or the released code. The harmonized step is the released shape: one forward,
 one autograd pass per loss to measure the scope, then one backward of the re-weighted total.
@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 # ----------------------------------------------------------------------------- harmonizer
 
 def harmonizer_weights(h, n1, n2, d):
-    """(w1, w2) of harmonization.md from |g1|^2, |g2|^2 and g1.g2; 1, 1 without a conflict."""
+    """(w1, w2) of docs/design/harmonization.md from |g1|^2, |g2|^2 and g1.g2; 1, 1 without a conflict."""
     if h["method"] == "none" or not d < 0:
         return 1.0, 1.0
     if h["method"] == "gh":
@@ -101,7 +101,7 @@ def grl(x, coeff):
 
 
 def grl_coefficient(k, max_iter):
-    """protocols.md: c(k) = 2 / (1 + exp(-10 k / max_iter)) - 1."""
+    """docs/design/protocols.md: c(k) = 2 / (1 + exp(-10 k / max_iter)) - 1."""
     return 2.0 / (1.0 + math.exp(-10.0 * k / max_iter)) - 1.0
 
 
@@ -124,7 +124,7 @@ def sgd(module, lr, momentum, weight_decay, nesterov=False):
 def grouped_sgd(module, s, multipliers, is_backbone):
     """One SGD over `module` with two parameter groups: the pretrained backbone's parameters
     (names for which `is_backbone` holds) and the layers trained from scratch, each with its own
-    learning-rate and weight-decay multiplier (protocols.md: CDAN / GVB lr x1 and x10)."""
+    learning-rate and weight-decay multiplier (docs/design/protocols.md: CDAN / GVB lr x1 and x10)."""
     lr_m = multipliers.get("lr", {"backbone": 1.0, "new_layers": 1.0})
     wd_m = multipliers.get("weight_decay", {"backbone": 1.0, "new_layers": 1.0})
     groups = []
@@ -160,7 +160,7 @@ def domain_labels(ns, nt):
 # ----------------------------------------------------------------------------- networks
 
 class LeNet(nn.Module):
-    """protocols.md, digits protocol: Conv 1->20 k5, MaxPool 2, ReLU, Conv 20->50 k5, (Dropout2d),
+    """docs/design/protocols.md, digits protocol: Conv 1->20 k5, MaxPool 2, ReLU, Conv 20->50 k5, (Dropout2d),
     MaxPool 2, ReLU, flatten 800, Linear 800->500, ReLU, (Dropout)."""
 
     def __init__(self):
@@ -239,7 +239,7 @@ class TwoLayerHead(nn.Module):
 
 
 class DwlCnn(nn.Module):
-    """protocols.md, DWL digits M<->U: Conv 1->32 k5, BN, ReLU, MaxPool 2; Conv 32->48 k5, BN, ReLU,
+    """docs/design/protocols.md, DWL digits M<->U: Conv 1->32 k5, BN, ReLU, MaxPool 2; Conv 32->48 k5, BN, ReLU,
     MaxPool 2 (768)."""
 
     def __init__(self):
@@ -267,7 +267,7 @@ class DwlDiscriminator(nn.Module):
 
 
 class DwlImageHead(nn.Module):
-    """protocols-images.md §3, DWL's C/C1/C2 on images: Linear 2048->1024, BN, ReLU, Linear
+    """docs/design/protocols-images.md §3, DWL's C/C1/C2 on images: Linear 2048->1024, BN, ReLU, Linear
     1024->C (no dropout)."""
 
     def __init__(self, inputs, classes):
@@ -281,7 +281,7 @@ class DwlImageHead(nn.Module):
 
 
 class DwlImageDiscriminator(nn.Module):
-    """protocols-images.md §3: Linear 2048->1024, ReLU, (Dropout 0.5), Linear 1024->1 (logit)."""
+    """docs/design/protocols-images.md §3: Linear 2048->1024, ReLU, (Dropout 0.5), Linear 1024->1 (logit)."""
 
     def __init__(self, inputs):
         super().__init__()
@@ -306,7 +306,7 @@ class Method:
 
 
 class Cdan(Method):
-    """protocols.md "CDAN" and "CDAN on digits"."""
+    """docs/design/protocols.md "CDAN" and "CDAN on digits"."""
 
     def __init__(self, cfg, classes, ipe):
         self.cfg, self.ipe = cfg, ipe
@@ -382,7 +382,7 @@ class Cdan(Method):
 
 
 class Gvb(Method):
-    """protocols.md "GVB"."""
+    """docs/design/protocols.md "GVB"."""
 
     def __init__(self, cfg, classes, ipe):
         self.cfg, self.ipe = cfg, ipe
@@ -445,7 +445,7 @@ def class_balance_entropy(p):
 
 
 class Mcd(Method):
-    """protocols.md "MCD" (steps A, B harmonized, C x num_k)."""
+    """docs/design/protocols.md "MCD" (steps A, B harmonized, C x num_k)."""
 
     def __init__(self, cfg, classes, ipe):
         self.cfg = cfg
@@ -504,7 +504,7 @@ def head_discrepancy(a, b):
 
 
 class Dwl(Method):
-    """protocols.md "DWL" on the digits networks, with the balance weight T held at its initial
+    """docs/design/protocols.md "DWL" on the digits networks, with the balance weight T held at its initial
     value (it changes only at epoch ends, which three iterations do not reach)."""
 
     def __init__(self, cfg, classes, ipe):

@@ -3,7 +3,7 @@
 //! pipeline, all in the [`images`] folder ([`benchmarks`], [`image_list`], [`decode`],
 //! [`transform`], [`decoded_cache`], [`pipeline`], [`image_task`]).
 //!
-//! Transforms (protocols.md): M↔U at 28×28 grey (USPS upsampled from 16×16), S→M at 32×32 RGB
+//! Transforms (docs/design/protocols.md): M↔U at 28×28 grey (USPS upsampled from 16×16), S→M at 32×32 RGB
 //! (MNIST upsampled and replicated to three channels); pixels scaled to [0, 1], then normalised
 //! with mean 0.5 and std 0.5 (so [-1, 1]).
 

@@ -1,5 +1,5 @@
 //! CDAN+E (conditional adversarial domain adaptation with entropy conditioning), as the paper runs
-//! it (protocols.md, "CDAN", and on digits "CDAN on digits", the CDAN authors' own digits script):
+//! it (docs/design/protocols.md, "CDAN", and on digits "CDAN on digits", the CDAN authors' own digits script):
 //! - features f = G(x), logits = C(f); source and target forwarded together (digits) or
 //!   separately (images: batch norm sees each domain alone);
 //! - conditioning on the (detached) softmax p: the outer product p ⊗ f flattened class-major
@@ -16,7 +16,7 @@
 //! Harmonized pair: L1 = transfer loss, L2 = source cross-entropy, scope = the base network
 //! (G + C). Total `trade_off·w1·L1 + w2·L2`: the trade-off is applied after harmonizing.
 //!
-//! Image protocol (protocols.md, protocols-images.md §4): ResNet-50/101 (ImageNet weights) to
+//! Image protocol (docs/design/protocols.md, docs/design/protocols-images.md §4): ResNet-50/101 (ImageNet weights) to
 //! 2048, a linear bottleneck 2048→256 (no activation), classifier 256→C; the discriminator sees
 //! the random multilinear map to 1024 of (bottleneck features, softmax); source and target
 //! forwarded separately; Nesterov SGD with the inv schedule on both optimisers, learning rate x1
@@ -25,7 +25,7 @@
 //! Initialisation (networks/init.rs): digits backbone and classifier PyTorch defaults (CDAN's
 //! LeNet sets none), discriminator xavier-normal weights with zero biases (CDAN's `init_weights`).
 //! Images: the ResNet from its ImageNet weights; bottleneck and classifier xavier-normal with zero
-//! biases (ours: protocols.md is silent; CDAN's `init_weights`, as for its discriminator).
+//! biases (ours: docs/design/protocols.md is silent; CDAN's `init_weights`, as for its discriminator).
 
 use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, DomainBce, GroupMultipliers, GroupedSgd, LrSchedule, Sgd};
 use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};

@@ -1,9 +1,9 @@
-//! DWL (dynamic weighted learning), as the paper runs it (protocols.md, "DWL").
+//! DWL (dynamic weighted learning), as the paper runs it (docs/design/protocols.md, "DWL").
 //!
 //! Networks (digits M↔U): G = Conv 1→32 k5, BN, ReLU, MaxPool 2; Conv 32→48 k5, BN, ReLU,
 //! MaxPool 2 (768-d); three predictors C, C1, C2 = Drop, 768→100, BN, ReLU, Drop, 100→100, BN,
 //! ReLU, Drop, 100→10; discriminator D = 768-1024-ReLU-1024-ReLU-1 (sigmoid). For S→M, where
-//! protocols.md gives no DWL network, G is the DTN (512-d) and the heads take 512 inputs.
+//! docs/design/protocols.md gives no DWL network, G is the DTN (512-d) and the heads take 512 inputs.
 //! Five SGD optimisers (G, C, C1, C2, D) with one fixed setting.
 //!
 //! One iteration:
@@ -17,14 +17,14 @@
 //!
 //! disc(a, b) = mean|softmax(a) − softmax(b)|. The balance weight T = A / (A + 1 − J) starts at
 //! `initial_balance` and is re-estimated each epoch (each iteration when the source is SVHN).
-//! protocols.md does not give the normalisations; ours (stated in docs/deviations.md): A = m/(1+m) with m
+//! docs/design/protocols.md does not give the normalisations; ours (stated in docs/deviations.md): A = m/(1+m) with m
 //! the squared distance between the mean L2-normalised source and target features (linear MMD),
 //! J = j/(1+j) with j = tr(S_b)/tr(S_w) of the source features (LDA criterion).
 //! Reported accuracy: max over C, C1, C2, C1+C2, C+C1+C2 (each head recorded).
 //! Released-code defects not reproduced: it does not run as committed (import shadowing, double
 //! pooling); this is written from the description.
 //!
-//! Image protocol (protocols-images.md §3): G = ResNet-50/101 from ImageNet weights, pooled to
+//! Image protocol (docs/design/protocols-images.md §3): G = ResNet-50/101 from ImageNet weights, pooled to
 //! 2048 (pooled once: the released code's double pooling is a defect, not reproduced); C, C1, C2 =
 //! Linear 2048→1024, BN, ReLU, Linear 1024→C (no dropout); D = Linear 2048→1024 (N(0, 0.01), bias
 //! 0), ReLU, Dropout 0.5, Linear 1024→1 (N(0, 0.3), bias 0), sigmoid. Five SGDs, lr 1e-3 fixed.
@@ -32,7 +32,7 @@
 //! max/min normalisation and LDA eigenvalues are not reproduced).
 //!
 //! Initialisation (networks/init.rs): PyTorch defaults everywhere but the image discriminator.
-//! protocols.md gives no initialisation for DWL's digits networks (ours).
+//! docs/design/protocols.md gives no initialisation for DWL's digits networks (ours).
 
 use super::common::{GroupMultipliers, GroupedSgd, Sgd};
 use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};

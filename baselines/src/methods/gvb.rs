@@ -1,5 +1,5 @@
 //! GVB-GD (gradually vanishing bridge on generator and discriminator), as the paper runs it
-//! (protocols.md, "GVB"):
+//! (docs/design/protocols.md, "GVB"):
 //! - base network: features f = G(x) (source and target forwarded together), classifier C and
 //!   generator bridge B, both f → classes; logits = C(f) − B(f);
 //! - discriminator on the softmax, behind a gradient-reversal layer: C-h-ReLU-Drop-h-ReLU-Drop
@@ -11,7 +11,7 @@
 //! forward), the entropy's the training iteration, as in GVB's code. The domain BCE is GVB's own
 //! `−[y log(p + 1e-8) + (1 − y) log(1 − p + 1e-8)]`.
 //!
-//! Image protocol (protocols.md, protocols-images.md §4): ResNet-50/101 (ImageNet weights) to
+//! Image protocol (docs/design/protocols.md, docs/design/protocols-images.md §4): ResNet-50/101 (ImageNet weights) to
 //! 2048, no bottleneck, classifier and bridge 2048→C; source and target forwarded separately;
 //! Nesterov SGD with the inv schedule, learning rate x1 on the backbone and x10 on the classifier,
 //! bridge and discriminator.

@@ -1,5 +1,5 @@
 //! MCD (maximum classifier discrepancy), as Transfer-Learning-Library implements it and the paper
-//! runs it (protocols.md, "MCD"). Generator G (the backbone) and two classifiers F1, F2, each
+//! runs it (docs/design/protocols.md, "MCD"). Generator G (the backbone) and two classifiers F1, F2, each
 //! Drop 0.5, Linear in→h, BN, ReLU, Drop 0.5, Linear h→h, BN, ReLU, Linear h→C.
 //!
 //! One iteration, source and target forwarded together:
@@ -14,7 +14,7 @@
 //! type=bool was always on, so its "GH++" MCD runs actually ran GH; here the harmonizer is the one
 //! named in the run configuration.
 //!
-//! Image protocol (protocols-images.md §2): G = ResNet-50/101 from ImageNet weights (pooled to
+//! Image protocol (docs/design/protocols-images.md §2): G = ResNet-50/101 from ImageNet weights (pooled to
 //! 2048; TLlib pools inside the heads, which is the same computation), heads of width 1024,
 //! batch 32 + 32 forwarded together, fixed learning rate 1e-3 for all (no multipliers).
 //!

@@ -1,8 +1,8 @@
 //! The UDA baselines behind one trait. Each baseline owns its networks, optimisers and training
 //! step(s) and lives in one file; the harmonizer is passed in through [`StepContext`] and applied
-//! to the baseline's harmonized pair(s) (protocols.md says which, in which order, over which scope).
+//! to the baseline's harmonized pair(s) (docs/design/protocols.md says which, in which order, over which scope).
 //!
-//! Where the released code has a defect (protocols.md, "Known defects"), the baselines here do not
+//! Where the released code has a defect (docs/design/protocols.md, "Known defects"), the baselines here do not
 //! reproduce it; each such choice is stated in the baseline's file and in docs/deviations.md.
 
 pub mod cdan;

@@ -1,5 +1,5 @@
 //! SSRT (safe self-refinement for transformer-based domain adaptation), as the paper runs it
-//! (protocols-images.md §1):
+//! (docs/design/protocols-images.md §1):
 //! - ViT-B/16 backbone (networks/vit.rs), feature = CLS token after the final norm; bottleneck
 //!   Linear(768→b) N(0, 0.005) bias 0.1 → BatchNorm1d → ReLU → Dropout(0.5); classifier and
 //!   discriminator Linear(b→b) → ReLU → Dropout(0.5) → Linear(b→C or 1), N(0, 0.01), zero bias;

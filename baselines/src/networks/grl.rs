@@ -10,7 +10,7 @@ pub fn reverse_gradient(x: &Tensor, coeff: f64) -> Tensor {
 }
 
 /// The GRL coefficient schedule of CDAN and GVB: `2 / (1 + exp(−10 i / max_iter)) − 1`, rising from
-/// 0 to ~1 (protocols.md uses max_iter = 10000).
+/// 0 to ~1 (docs/design/protocols.md uses max_iter = 10000).
 pub fn grl_coefficient(iteration: u64, max_iter: u64) -> f64 {
     2.0 / (1.0 + (-10.0 * iteration as f64 / max_iter as f64).exp()) - 1.0
 }

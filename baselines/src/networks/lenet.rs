@@ -1,4 +1,4 @@
-//! LeNet of the digits protocol (protocols.md, "Digits protocol for the project"):
+//! LeNet of the digits protocol (docs/design/protocols.md, "Digits protocol for the project"):
 //! Conv 1→20 k5, MaxPool 2, ReLU, Conv 20→50 k5, Dropout2d 0.5, MaxPool 2, ReLU, flatten 800,
 //! Linear 800→500, ReLU, Dropout 0.5. Input 1×28×28, output 500-d features.
 //! Initialisation: PyTorch's defaults for every layer (MCD's and CDAN's digits code construct it

@@ -1,5 +1,5 @@
 //! The four image benchmarks: their domains, class orders, and where each split's images are in
-//! the layout data-fetch produces (data-fetch/manifest.toml), per protocols-images.md:
+//! the layout data-fetch produces (data-fetch/manifest.toml), per docs/design/protocols-images.md:
 //!
 //! | benchmark | layout under the data root | labels |
 //! |---|---|---|
@@ -52,7 +52,7 @@ const DOMAINNET: [DomainInfo; 6] = [
 ];
 
 /// Office-Home's label order (TLlib's list, which the released code's lists use): not
-/// alphabetical (protocols-images.md §5).
+/// alphabetical (docs/design/protocols-images.md §5).
 pub const OFFICEHOME_CLASSES: [&str; 65] = [
     "Drill", "Exit_Sign", "Bottle", "Glasses", "Computer", "File_Cabinet", "Shelf", "Toys", "Sink", "Laptop", "Kettle", "Folder",
     "Keyboard", "Flipflops", "Pencil", "Bed", "Hammer", "ToothBrush", "Couch", "Bike", "Postit_Notes", "Mug", "Webcam", "Desk_Lamp",

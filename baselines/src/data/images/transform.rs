@@ -1,4 +1,4 @@
-//! The image transforms of the image protocols (protocols.md, protocols-images.md), on 8-bit RGB:
+//! The image transforms of the image protocols (docs/design/protocols.md, docs/design/protocols-images.md), on 8-bit RGB:
 //!
 //! - train: resize to `resize`×`resize` (torchvision `Resize((256, 256))`, PIL bilinear, or bicubic
 //!   for TLlib's `ResizeImage`), then one of `RandomCrop(crop)`, `RandomResizedCrop(crop)` (scale
@@ -63,7 +63,7 @@ pub struct ImageInput {
 
 impl ImageInput {
     /// Resize 256×256 (bilinear), random crop 224, flip; test: centre crop 224 (CDAN/GVB's
-    /// default transform in protocols.md).
+    /// default transform in docs/design/protocols.md).
     pub const PAPER: ImageInput = ImageInput {
         resize: 256,
         crop: 224,
