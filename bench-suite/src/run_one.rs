@@ -31,36 +31,6 @@ use baselines::train::RunSpec;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutsideScopeArg {
-    Reweighted,
-    ScopeOnly,
-}
-
-impl From<OutsideScopeArg> for OutsideScope {
-    fn from(a: OutsideScopeArg) -> Self {
-        match a {
-            OutsideScopeArg::Reweighted => OutsideScope::Reweighted,
-            OutsideScopeArg::ScopeOnly => OutsideScope::ScopeOnly,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackwardArg {
-    TwoPass,
-    ThreePass,
-}
-
-impl From<BackwardArg> for BackwardPath {
-    fn from(a: BackwardArg) -> Self {
-        match a {
-            BackwardArg::TwoPass => BackwardPath::TwoPass,
-            BackwardArg::ThreePass => BackwardPath::ThreePass,
-        }
-    }
-}
-
 /// The flags of `run-one`.
 #[derive(Clone, Debug, clap::Args)]
 #[command(after_long_help = AFTER_HELP)]
@@ -78,8 +48,8 @@ pub struct RunOneArgs {
     #[arg(long, default_value = "released")]
     pub rule: GhppRule,
     /// Outside the scope: reweighted (as released: heads get w1/w2 too) or scope-only (a deviation)
-    #[arg(long, value_enum, default_value = "reweighted")]
-    pub outside_scope: OutsideScopeArg,
+    #[arg(long, default_value = "reweighted")]
+    pub outside_scope: OutsideScope,
     /// A digits task (mnist-usps / M-U, usps-mnist, svhn-mnist), a benchmark task
     /// (office31:A-W, officehome:Ar-Cl, visda2017:Syn-Real, domainnet:clp-inf), or your own
     /// data: folder:PATH_A->PATH_B (two folders of class subfolders with the same class names)
@@ -141,8 +111,8 @@ pub struct RunOneArgs {
     #[command(flatten)]
     pub numerics: crate::numerics_args::NumericsArgs,
     /// Harmonized backward: two-pass (default) or three-pass (the released code's shape)
-    #[arg(long, value_enum, default_value = "two-pass")]
-    pub backward: BackwardArg,
+    #[arg(long, default_value = "two-pass")]
+    pub backward: BackwardPath,
     /// Output folder for run.jsonl (default: runs/one/<task>-<method>-<harmonizer>-s<seed>)
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -418,11 +388,11 @@ pub fn resolve(protocol: &Protocol, args: &RunOneArgs) -> Result<RunOnePlan> {
         digits_input,
         seed: args.seed,
         method: config,
-        harmonizer: Harmonizer::new(args.harmonizer, args.alpha, args.rule)?.with_outside_scope(args.outside_scope.into()),
+        harmonizer: Harmonizer::new(args.harmonizer, args.alpha, args.rule)?.with_outside_scope(args.outside_scope),
         schedule,
         stand_ins,
         telemetry_every: args.telemetry_every,
-        backward: args.backward.into(),
+        backward: args.backward,
         requested_deviations: requested,
     };
     spec.validate()?;

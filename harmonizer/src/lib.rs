@@ -97,6 +97,8 @@ pub enum HarmonizerError {
     UnknownMethod(String),
     #[error("unknown GH++ rule '{0}': expected released (the authors' code, default) or rotation")]
     UnknownRule(String),
+    #[error("unknown outside-scope treatment '{0}': expected reweighted (as released, default) or scope-only (this project's variant)")]
+    UnknownOutsideScope(String),
 }
 
 /// What the parameters outside the scope receive.
@@ -115,6 +117,17 @@ pub enum OutsideScope {
     /// This project's variant: only the scope is harmonized; parameters outside it get the plain
     /// `c1·G1 + c2·G2`. A deviation from the paper, labelled `scope-only` wherever it is used.
     ScopeOnly,
+}
+
+impl std::str::FromStr for OutsideScope {
+    type Err = HarmonizerError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "reweighted" => Ok(OutsideScope::Reweighted),
+            "scope-only" => Ok(OutsideScope::ScopeOnly),
+            _ => Err(HarmonizerError::UnknownOutsideScope(s.to_owned())),
+        }
+    }
 }
 
 /// Smallest `1 + cos θ` the rotation rule divides by (θ ≈ 179.99°). Beyond it the plane of g1 and
@@ -426,6 +439,9 @@ mod tests {
         assert_eq!("none".parse::<Method>().unwrap(), Method::None);
         assert!("gh+".parse::<Method>().unwrap_err().to_string().contains("none, gh, gh++"));
         assert_eq!("rotation".parse::<GhppRule>().unwrap(), GhppRule::Rotation);
+        assert_eq!("scope-only".parse::<OutsideScope>().unwrap(), OutsideScope::ScopeOnly);
+        assert_eq!("reweighted".parse::<OutsideScope>().unwrap(), OutsideScope::Reweighted);
+        assert!("scope_only".parse::<OutsideScope>().unwrap_err().to_string().contains("reweighted"));
     }
 
     #[test]

@@ -110,6 +110,17 @@ pub enum BackwardPath {
     ThreePass,
 }
 
+impl std::str::FromStr for BackwardPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "two-pass" => Ok(BackwardPath::TwoPass),
+            "three-pass" => Ok(BackwardPath::ThreePass),
+            _ => Err(format!("unknown backward path '{s}': expected two-pass (default) or three-pass (the released code's shape)")),
+        }
+    }
+}
+
 /// Hyperparameters of a baseline on a dataset, from the protocol file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
