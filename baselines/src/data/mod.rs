@@ -7,13 +7,12 @@
 //! (MNIST upsampled and replicated to three channels); pixels scaled to [0, 1], then normalised
 //! with mean 0.5 and std 0.5 (so [-1, 1]).
 
+pub mod digits;
 pub mod images;
-pub mod mnist;
-pub mod own_digits;
-pub mod svhn;
 pub mod synthetic;
 pub mod task;
-pub mod usps;
+
+pub use digits::{mnist, own_digits, svhn, usps};
 
 // The image pipeline's modules, also at their former paths (`data::pipeline`, ...).
 pub use images::{benchmarks, decode, decoded_cache, image_list, image_task, pipeline, transform};

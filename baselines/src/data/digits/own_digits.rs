@@ -1,17 +1,17 @@
 //! Your own digit-like images (a `folder:` or `list:` pair) read the way the digits benchmarks
 //! are: every file decoded once into memory, converted to grey, brought to the digits format's
 //! side (28×28 for LeNet) and normalised to [-1, 1] exactly as MNIST and USPS are
-//! ([`super::to_format`]); no augmentation, as in the digits protocols. The target folder is also
+//! ([`crate::data::to_format`]); no augmentation, as in the digits protocols. The target folder is also
 //! the test set (evaluated without labels in training, as for every own-data task).
 //!
 //! Grey conversion is PIL's `convert("L")` (ITU-R 601-2 luma, L = 0.299 R + 0.587 G + 0.114 B,
 //! rounded, in PIL's fixed point): a grey PNG comes back unchanged. Images of another side are resized bilinearly, as
 //! USPS's 16×16 images are for the M↔U protocol.
 
-use super::decode::decode_file;
-use super::image_list::ImageList;
-use super::task::OwnData;
-use super::{to_format, DigitsFormat, ImageSet, Samples, TaskData};
+use crate::data::decode::decode_file;
+use crate::data::image_list::ImageList;
+use crate::data::task::OwnData;
+use crate::data::{to_format, DigitsFormat, ImageSet, Samples, TaskData};
 use anyhow::{bail, Context, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -27,7 +27,7 @@ pub fn first_image_is_grey(data: &OwnData) -> Result<bool> {
 /// Loads a user's source and target into device memory at `format`.
 pub fn load(source: &OwnData, target: &OwnData, format: DigitsFormat, device: Device) -> Result<TaskData> {
     // The same pairing checks as the image pipeline's (same class folders on both sides).
-    let (s, t) = super::image_task::read_own(source, target)?;
+    let (s, t) = crate::data::image_task::read_own(source, target)?;
     let classes = s.classes.len().max(t.classes.len()) as i64;
     let source_set = decode_all(&s, format, device)?;
     let target_set = decode_all(&t, format, device)?;

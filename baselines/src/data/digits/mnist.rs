@@ -2,7 +2,7 @@
 //! Format: big-endian magic `0x0000_08DD` (08 = unsigned byte, DD = number of dimensions), then
 //! one big-endian u32 per dimension, then the bytes.
 
-use super::read_maybe_compressed;
+use crate::data::read_maybe_compressed;
 use anyhow::{bail, Result};
 use std::path::Path;
 

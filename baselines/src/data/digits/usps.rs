@@ -2,7 +2,7 @@
 //! `label idx:value ...` with label 1..10 (digit = label − 1), indices 1..=256 (a 16×16 image row by
 //! row, omitted indices are 0) and values in [-1, 1].
 
-use super::read_maybe_compressed;
+use crate::data::read_maybe_compressed;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
