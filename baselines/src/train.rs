@@ -316,7 +316,7 @@ impl<'a> Trainer<'a> {
             device,
             network,
             classes: data.classes,
-            source_is_svhn: spec.task.digits().is_some_and(|t| t.source == crate::data::Domain::Svhn),
+            source_digits: spec.task.digits().map(|t| t.source),
             iters_per_epoch: spec.schedule.iters_per_epoch,
             dropout: crate::networks::Dropout::On,
         };
@@ -451,9 +451,11 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
 /// The feature extractor a spec trains, in words (run-one's plan): which rule picked it and why.
 pub fn describe_network(spec: &RunSpec) -> Result<String> {
     use crate::networks::Network;
-    let method = spec.method.name();
-    Ok(match network(spec, None)? {
-        Network::Digits(DigitsFormat::Grey28) if method == crate::methods::MethodName::Dwl => "DWL's digits network (two conv blocks to 768), 28×28 grey".to_owned(),
+    let network = network(spec, None)?;
+    if let Some(own) = spec.method.describe_network(&network) {
+        return Ok(own);
+    }
+    Ok(match network {
         Network::Digits(DigitsFormat::Grey28) => "LeNet, 28×28 grey".to_owned(),
         Network::Digits(DigitsFormat::Rgb32) => "DTN, 32×32 RGB".to_owned(),
         Network::Image { backbone, .. } => format!(
@@ -665,18 +667,7 @@ pub fn spec_deviations(spec: &RunSpec) -> Vec<String> {
     if spec.harmonizer.method() == crate::harmonizer::Method::GhPlusPlus && spec.harmonizer.rule() != crate::harmonizer::GhppRule::Released {
         out.push(format!("GH++ uses the {} rule, not the released one", spec.harmonizer.rule().name()));
     }
-    if let crate::methods::MethodConfig::Ssrt(c) = &spec.method {
-        out.push(
-            "ssrt: the reversal's counter advances on our evaluation forwards (target test set, our evaluation batches); the released code also forwards the source list, in batches of 32"
-                .into(),
-        );
-        if matches!(spec.task, Task::Digits(_)) {
-            out.push("ssrt on digits: our protocol (the released code has none): Office-31's settings, inputs replicated to RGB and resized to the ViT's side".into());
-        }
-        if c.safe_training.mode == crate::methods::ssrt::SafeTrainingMode::Restore {
-            out.push("ssrt: safe training restores the weights on a drop (our variant; as released the restore is a no-op)".into());
-        }
-    }
+    out.extend(spec.method.deviations(&spec.task));
     out
 }
 

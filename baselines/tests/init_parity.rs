@@ -181,7 +181,7 @@ fn every_layer_of_every_digits_baseline_uses_its_reference_rule() {
     ];
     let mut checked = 0;
     for format in [DigitsFormat::Grey28, DigitsFormat::Rgb32] {
-        let setup = Setup { device: Device::Cpu, network: baselines::networks::Network::Digits(format), classes: 10, source_is_svhn: false, iters_per_epoch: 100, dropout: Dropout::On };
+        let setup = Setup { device: Device::Cpu, network: baselines::networks::Network::Digits(format), classes: 10, source_digits: None, iters_per_epoch: 100, dropout: Dropout::On };
         for config in &configs {
             let method = config.build(&setup).unwrap();
             let name = config.name().name();

@@ -78,7 +78,7 @@ fn each_group_gets_its_multiplied_rate_after_a_schedule_step() {
         device: Device::Cpu,
         network: Network::Image { backbone: BACKBONE, weights: None },
         classes: 3,
-        source_is_svhn: false,
+        source_digits: None,
         iters_per_epoch: 100,
         dropout: Dropout::On,
     };

@@ -206,7 +206,7 @@ fn snapshot(method: &dyn UdaMethod) -> Vec<(String, Tensor)> {
 /// `case_dir` when `write` is set, and runs its iterations on the `backward` path.
 fn run_rust(case_dir: &Path, config: &MethodConfig, shape: &Shape, harmonizer: Harmonizer, seed: i64, backward: BackwardPath, write: bool) -> RustRun {
     tch::manual_seed(seed);
-    let setup = Setup { device: Device::Cpu, network: shape.network.clone(), classes: shape.classes, source_is_svhn: false, iters_per_epoch: 1, dropout: Dropout::Off };
+    let setup = Setup { device: Device::Cpu, network: shape.network.clone(), classes: shape.classes, source_digits: None, iters_per_epoch: 1, dropout: Dropout::Off };
     let mut method = config.build(&setup).unwrap();
     let opts = (Kind::Float, Device::Cpu);
     let [c, h, w] = shape.input;

@@ -37,7 +37,7 @@ fn config(mode: SafeTrainingMode) -> ssrt::Config {
 }
 
 fn setup(c: &ssrt::Config) -> Setup {
-    Setup { device: Device::Cpu, network: Network::Vit { backbone: c.vit, weights: None }, classes: 10, source_is_svhn: false, iters_per_epoch: 4, dropout: Dropout::On }
+    Setup { device: Device::Cpu, network: Network::Vit { backbone: c.vit, weights: None }, classes: 10, source_digits: None, iters_per_epoch: 4, dropout: Dropout::On }
 }
 
 #[test]

@@ -72,7 +72,7 @@ pub fn run(protocol: &Protocol, c: &IterationBenchConfig) -> Result<Vec<Iteratio
                 device: c.device,
                 network: network.clone(),
                 classes,
-                source_is_svhn: false,
+                source_digits: None,
                 iters_per_epoch: 1_000_000,
                 dropout: Dropout::On,
             };

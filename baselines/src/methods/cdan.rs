@@ -225,3 +225,18 @@ impl UdaMethod for Cdan {
         [self.opt_base.learning_rates("base"), self.opt_disc.learning_rates("disc")].concat()
     }
 }
+
+impl super::MethodSpec for Config {
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    fn warmup_epochs(&self) -> u64 {
+        self.source_only_epochs
+    }
+    fn image_backbone(&self) -> Option<crate::networks::ImageBackbone> {
+        self.backbone
+    }
+    fn build(&self, setup: &Setup) -> Result<Box<dyn UdaMethod>> {
+        Ok(Box::new(Cdan::new(self.clone(), setup)?))
+    }
+}

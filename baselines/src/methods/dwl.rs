@@ -253,7 +253,7 @@ impl Dwl {
         let sgd = Sgd { lr: config.lr, momentum: config.momentum, weight_decay: config.weight_decay, nesterov: false };
         let opts = stores.iter().map(|vs| sgd.build(vs, &GroupMultipliers::default())).collect::<Result<Vec<_>>>()?;
         let balance = config.initial_balance;
-        Ok(Dwl { config, stores, g, c, c1, c2, d, params, scope, opts, balance, per_iteration_balance: setup.source_is_svhn })
+        Ok(Dwl { config, stores, g, c, c1, c2, d, params, scope, opts, balance, per_iteration_balance: setup.source_digits == Some(crate::data::Domain::Svhn) })
     }
 
     fn zero(&mut self, which: &[usize]) {
@@ -393,5 +393,20 @@ impl UdaMethod for Dwl {
         let (t, a, j) = self.estimate_balance(&fs, source.1, &ft);
         self.balance = t;
         Ok(vec![("balance_T".into(), t), ("balance_A".into(), a), ("balance_J".into(), j)])
+    }
+}
+
+impl super::MethodSpec for Config {
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    fn image_backbone(&self) -> Option<crate::networks::ImageBackbone> {
+        self.backbone
+    }
+    fn describe_network(&self, network: &crate::networks::Network) -> Option<String> {
+        matches!(network, crate::networks::Network::Digits(DigitsFormat::Grey28)).then(|| "DWL's digits network (two conv blocks to 768), 28×28 grey".to_owned())
+    }
+    fn build(&self, setup: &Setup) -> Result<Box<dyn UdaMethod>> {
+        Ok(Box::new(Dwl::new(self.clone(), setup)?))
     }
 }

@@ -210,3 +210,15 @@ impl UdaMethod for Gvb {
         [self.opt_base.learning_rates("base"), self.opt_disc.learning_rates("disc")].concat()
     }
 }
+
+impl super::MethodSpec for Config {
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    fn image_backbone(&self) -> Option<crate::networks::ImageBackbone> {
+        self.backbone
+    }
+    fn build(&self, setup: &Setup) -> Result<Box<dyn UdaMethod>> {
+        Ok(Box::new(Gvb::new(self.clone(), setup)?))
+    }
+}

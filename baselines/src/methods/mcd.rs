@@ -204,3 +204,15 @@ impl UdaMethod for Mcd {
         [self.opt_g.learning_rates("G"), self.opt_f1.learning_rates("F1"), self.opt_f2.learning_rates("F2")].concat()
     }
 }
+
+impl super::MethodSpec for Config {
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    fn image_backbone(&self) -> Option<crate::networks::ImageBackbone> {
+        self.backbone
+    }
+    fn build(&self, setup: &Setup) -> Result<Box<dyn UdaMethod>> {
+        Ok(Box::new(Mcd::new(self.clone(), setup)?))
+    }
+}

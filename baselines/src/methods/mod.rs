@@ -22,66 +22,114 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{Device, Tensor};
 
-/// The baselines of the digits protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MethodName {
-    SourceOnly,
-    Cdan,
-    Mcd,
-    Dwl,
-    Gvb,
-    Ssrt,
+/// What a baseline's configuration says about itself: the one trait a new baseline implements
+/// (in its own file) beside its training step ([`UdaMethod`]). Its name, paper name and pairs are
+/// declared once, in the [`methods!`] line below.
+pub trait MethodSpec {
+    /// Source and target images per batch (each).
+    fn batch(&self) -> usize;
+    /// Epochs at the start that train without the transfer loss (no harmonized pair is formed).
+    fn warmup_epochs(&self) -> u64 {
+        0
+    }
+    /// The ResNet backbone of an image protocol (None: the digits networks or a ViT).
+    fn image_backbone(&self) -> Option<ImageBackbone> {
+        None
+    }
+    /// The ViT backbone (SSRT).
+    fn vit_backbone(&self) -> Option<crate::networks::vit::VitBackbone> {
+        None
+    }
+    /// Builds the method's networks and optimisers (initialised from torch's current seed).
+    fn build(&self, setup: &Setup) -> Result<Box<dyn UdaMethod>>;
+    /// This method's departures from its released protocol on `task`, for the run's record.
+    fn deviations(&self, _task: &crate::data::Task) -> Vec<String> {
+        Vec::new()
+    }
+    /// The feature extractor in words where the method builds its own (run-one's plan).
+    fn describe_network(&self, _network: &crate::networks::Network) -> Option<String> {
+        None
+    }
+}
+
+/// Declares the baselines: each line `Variant => module, "record name", "paper name";` gives the
+/// name enum ([`MethodName`], with `ALL`, `name`, `paper_name`, `pairs`, `parse`) and the
+/// configuration enum ([`MethodConfig`], tagged by the record name in protocol and record files).
+/// `module::Config` implements [`MethodSpec`]; `module::PAIRS` describes its harmonized pairs.
+macro_rules! methods {
+    ($($variant:ident => $module:ident, $name:literal, $paper:literal;)*) => {
+        /// The baselines.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum MethodName {
+            $(#[serde(rename = $name)] $variant,)*
+        }
+
+        impl MethodName {
+            pub const ALL: [MethodName; [$($name),*].len()] = [$(MethodName::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(MethodName::$variant => $name,)*
+                }
+            }
+
+            /// As the paper names it (CDAN means CDAN+E, GVB means GVB-GD).
+            pub fn paper_name(self) -> &'static str {
+                match self {
+                    $(MethodName::$variant => $paper,)*
+                }
+            }
+
+            /// The pairs the method harmonizes, as its file describes them.
+            pub fn pairs(self) -> &'static [PairDescription] {
+                match self {
+                    $(MethodName::$variant => $module::PAIRS,)*
+                }
+            }
+        }
+
+        /// Hyperparameters of a baseline on a dataset, from the protocol file.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "method", deny_unknown_fields)]
+        pub enum MethodConfig {
+            $(#[serde(rename = $name)] $variant($module::Config),)*
+        }
+
+        impl MethodConfig {
+            pub fn name(&self) -> MethodName {
+                match self {
+                    $(MethodConfig::$variant(_) => MethodName::$variant,)*
+                }
+            }
+
+            fn spec(&self) -> &dyn MethodSpec {
+                match self {
+                    $(MethodConfig::$variant(c) => c,)*
+                }
+            }
+        }
+    };
+}
+
+methods! {
+    SourceOnly => source_only, "source-only", "Source only";
+    Cdan => cdan, "cdan", "CDAN";
+    Mcd => mcd, "mcd", "MCD";
+    Dwl => dwl, "dwl", "DWL";
+    Gvb => gvb, "gvb", "GVB";
+    Ssrt => ssrt, "ssrt", "SSRT";
 }
 
 impl MethodName {
-    pub const ALL: [MethodName; 6] = [MethodName::SourceOnly, MethodName::Cdan, MethodName::Mcd, MethodName::Dwl, MethodName::Gvb, MethodName::Ssrt];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            MethodName::SourceOnly => "source-only",
-            MethodName::Cdan => "cdan",
-            MethodName::Mcd => "mcd",
-            MethodName::Dwl => "dwl",
-            MethodName::Gvb => "gvb",
-            MethodName::Ssrt => "ssrt",
-        }
-    }
-
-    /// As the paper names it (CDAN means CDAN+E, GVB means GVB-GD).
-    pub fn paper_name(self) -> &'static str {
-        match self {
-            MethodName::SourceOnly => "Source only",
-            MethodName::Cdan => "CDAN",
-            MethodName::Mcd => "MCD",
-            MethodName::Dwl => "DWL",
-            MethodName::Gvb => "GVB",
-            MethodName::Ssrt => "SSRT",
-        }
-    }
-
     pub fn parse(s: &str) -> Result<MethodName> {
-        MethodName::ALL
-            .into_iter()
-            .find(|m| m.name() == s.to_ascii_lowercase())
-            .ok_or_else(|| anyhow::anyhow!("unknown method '{s}': expected one of source-only, cdan, mcd, dwl, gvb, ssrt"))
+        MethodName::ALL.into_iter().find(|m| m.name() == s.to_ascii_lowercase()).ok_or_else(|| {
+            anyhow::anyhow!("unknown method '{s}': expected one of {}", MethodName::ALL.map(|m| m.name()).join(", "))
+        })
     }
 
     /// Whether the method has a harmonized pair at all.
     pub fn harmonizes(self) -> bool {
         !self.pairs().is_empty()
-    }
-
-    /// The pairs the method harmonizes, as its file describes them.
-    pub fn pairs(self) -> &'static [PairDescription] {
-        match self {
-            MethodName::SourceOnly => &[],
-            MethodName::Cdan => cdan::PAIRS,
-            MethodName::Mcd => mcd::PAIRS,
-            MethodName::Dwl => dwl::PAIRS,
-            MethodName::Gvb => gvb::PAIRS,
-            MethodName::Ssrt => ssrt::PAIRS,
-        }
     }
 }
 
@@ -121,81 +169,41 @@ impl std::str::FromStr for BackwardPath {
     }
 }
 
-/// Hyperparameters of a baseline on a dataset, from the protocol file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum MethodConfig {
-    SourceOnly(source_only::Config),
-    Cdan(cdan::Config),
-    Mcd(mcd::Config),
-    Dwl(dwl::Config),
-    Gvb(gvb::Config),
-    Ssrt(ssrt::Config),
-}
-
 impl MethodConfig {
-    pub fn name(&self) -> MethodName {
-        match self {
-            MethodConfig::SourceOnly(_) => MethodName::SourceOnly,
-            MethodConfig::Cdan(_) => MethodName::Cdan,
-            MethodConfig::Mcd(_) => MethodName::Mcd,
-            MethodConfig::Dwl(_) => MethodName::Dwl,
-            MethodConfig::Gvb(_) => MethodName::Gvb,
-            MethodConfig::Ssrt(_) => MethodName::Ssrt,
-        }
-    }
-
     /// Source and target images per batch (each).
     pub fn batch(&self) -> usize {
-        match self {
-            MethodConfig::SourceOnly(c) => c.batch,
-            MethodConfig::Cdan(c) => c.batch,
-            MethodConfig::Mcd(c) => c.batch,
-            MethodConfig::Dwl(c) => c.batch,
-            MethodConfig::Gvb(c) => c.batch,
-            MethodConfig::Ssrt(c) => c.batch,
-        }
+        self.spec().batch()
     }
 
     /// Epochs at the start that train without the transfer loss (CDAN's `source_only_epochs`;
     /// 0 for the others): no harmonized pair is formed in them.
     pub fn warmup_epochs(&self) -> u64 {
-        match self {
-            MethodConfig::Cdan(c) => c.source_only_epochs,
-            _ => 0,
-        }
+        self.spec().warmup_epochs()
     }
 
     /// The ResNet backbone of an image protocol (None: the digits networks).
     pub fn image_backbone(&self) -> Option<ImageBackbone> {
-        match self {
-            MethodConfig::SourceOnly(_) => None,
-            MethodConfig::Cdan(c) => c.backbone,
-            MethodConfig::Mcd(c) => c.backbone,
-            MethodConfig::Dwl(c) => c.backbone,
-            MethodConfig::Gvb(c) => c.backbone,
-            MethodConfig::Ssrt(_) => None,
-        }
+        self.spec().image_backbone()
     }
 
     /// The ViT backbone (SSRT).
     pub fn vit_backbone(&self) -> Option<crate::networks::vit::VitBackbone> {
-        match self {
-            MethodConfig::Ssrt(c) => Some(c.vit),
-            _ => None,
-        }
+        self.spec().vit_backbone()
     }
 
     /// Builds the method's networks and optimisers (initialised from torch's current seed).
     pub fn build(&self, setup: &Setup) -> Result<Box<dyn UdaMethod>> {
-        Ok(match self {
-            MethodConfig::SourceOnly(c) => Box::new(source_only::SourceOnly::new(c.clone(), setup)?),
-            MethodConfig::Cdan(c) => Box::new(cdan::Cdan::new(c.clone(), setup)?),
-            MethodConfig::Mcd(c) => Box::new(mcd::Mcd::new(c.clone(), setup)?),
-            MethodConfig::Dwl(c) => Box::new(dwl::Dwl::new(c.clone(), setup)?),
-            MethodConfig::Gvb(c) => Box::new(gvb::Gvb::new(c.clone(), setup)?),
-            MethodConfig::Ssrt(c) => Box::new(ssrt::Ssrt::new(c.clone(), setup)?),
-        })
+        self.spec().build(setup)
+    }
+
+    /// The method's departures from its released protocol on `task` (recorded with the run).
+    pub fn deviations(&self, task: &crate::data::Task) -> Vec<String> {
+        self.spec().deviations(task)
+    }
+
+    /// The feature extractor in words where the method builds its own.
+    pub fn describe_network(&self, network: &crate::networks::Network) -> Option<String> {
+        self.spec().describe_network(network)
     }
 }
 
@@ -206,8 +214,9 @@ pub struct Setup {
     /// The feature extractor (digits network by input format, or a ResNet with its weights).
     pub network: Network,
     pub classes: i64,
-    /// DWL updates its balance weight per iteration when the source is SVHN.
-    pub source_is_svhn: bool,
+    /// The source's digits domain (None for image tasks): DWL, for one, updates its balance
+    /// weight per iteration when it is SVHN.
+    pub source_digits: Option<crate::data::Domain>,
     /// Iterations per epoch of the run (epoch-based schedules: CDAN's digits protocol).
     pub iters_per_epoch: u64,
     /// Dropout in training mode: on, except in equivalence tests.

@@ -63,3 +63,15 @@ impl UdaMethod for SourceOnly {
         self.opt.learning_rates("model")
     }
 }
+
+/// Nothing is harmonized.
+pub const PAIRS: &[super::PairDescription] = &[];
+
+impl super::MethodSpec for Config {
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    fn build(&self, setup: &Setup) -> Result<Box<dyn UdaMethod>> {
+        Ok(Box::new(SourceOnly::new(self.clone(), setup)?))
+    }
+}

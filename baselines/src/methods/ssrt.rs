@@ -321,6 +321,31 @@ impl UdaMethod for Ssrt {
     }
 }
 
+impl super::MethodSpec for Config {
+    fn batch(&self) -> usize {
+        self.batch
+    }
+    fn vit_backbone(&self) -> Option<crate::networks::vit::VitBackbone> {
+        Some(self.vit)
+    }
+    fn deviations(&self, task: &crate::data::Task) -> Vec<String> {
+        let mut out = vec![
+            "ssrt: the reversal's counter advances on our evaluation forwards (target test set, our evaluation batches); the released code also forwards the source list, in batches of 32"
+                .to_owned(),
+        ];
+        if matches!(task, crate::data::Task::Digits(_)) {
+            out.push("ssrt on digits: our protocol (the released code has none): Office-31's settings, inputs replicated to RGB and resized to the ViT's side".into());
+        }
+        if self.safe_training.mode == SafeTrainingMode::Restore {
+            out.push("ssrt: safe training restores the weights on a drop (our variant; as released the restore is a no-op)".into());
+        }
+        out
+    }
+    fn build(&self, setup: &Setup) -> Result<Box<dyn UdaMethod>> {
+        Ok(Box::new(Ssrt::new(self.clone(), setup)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
