@@ -9,7 +9,7 @@
 
 use crate::aggregate::main_pair;
 use crate::claims::{Outcome, Unit, Verdict};
-use crate::latex::{row_name, BASELINE_ORDER};
+use crate::latex::{baseline_order, row_name};
 use crate::records::CellRecord;
 use crate::speed::{min_max, median, Speeds};
 use anyhow::{anyhow, Result};
@@ -193,7 +193,7 @@ pub struct SpeedData {
 pub fn speed_data(speeds: &Speeds) -> Option<SpeedData> {
     // The paper's baseline order; baselines it does not know after them.
     let mut baselines: Vec<String> = speeds.arms.iter().map(|a| a.baseline.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    baselines.sort_by_key(|b| BASELINE_ORDER.iter().position(|x| x == b).unwrap_or(BASELINE_ORDER.len()));
+    baselines.sort_by_key(|b| baseline_order().iter().position(|x| x == b).unwrap_or(baseline_order().len()));
     let mut bars = Vec::new();
     for (bi, b) in baselines.iter().enumerate() {
         for h in ["none", "gh", "gh++"] {
@@ -474,7 +474,7 @@ pub struct Convergence {
 
 pub fn convergence_data(records: &[CellRecord], task: &str) -> Option<Convergence> {
     let mut panels = Vec::new();
-    for b in BASELINE_ORDER {
+    for b in baseline_order().iter().map(String::as_str) {
         let mut curves = Vec::new();
         for h in ["none", "gh", "gh++"] {
             let runs: Vec<&CellRecord> = records.iter().filter(|r| r.baseline == b && r.task == task && r.harmonizer == h && r.diverged_at.is_none()).collect();
@@ -693,7 +693,7 @@ pub fn series_summary(records: &[CellRecord], speeds: &Speeds) -> Vec<(String, S
         out.push(("alpha_sensitivity".to_owned(), s.label.clone(), s.points.len()));
     }
     for task in tasks_of(records) {
-        for b in BASELINE_ORDER {
+        for b in baseline_order().iter().map(String::as_str) {
             if let Some(d) = inner_product_data(records, b, &task) {
                 for p in &d.panels {
                     out.push((format!("inner_products_{b}_{task}"), p.title.clone(), p.values.len()));
@@ -730,7 +730,7 @@ pub fn write_all(out: &Path, records: &[CellRecord], speeds: &Speeds, profile: &
         files.extend(chart_files!(out.join("alpha_sensitivity"), caption, (ONE_COLUMN, pt(200.0)), draw_alpha, &alpha, profile));
     }
     for task in tasks_of(records) {
-        for b in BASELINE_ORDER {
+        for b in baseline_order().iter().map(String::as_str) {
             if let Some(d) = inner_product_data(records, b, &task) {
                 let caption = inner_products_caption(&d, records, b, &task, profile);
                 files.extend(chart_files!(out.join(format!("inner_products_{b}_{task}")), caption, (TWO_COLUMNS, pt(150.0)), draw_inner_products, &d));

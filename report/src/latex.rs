@@ -39,7 +39,24 @@ impl Selection {
     }
 }
 
-pub const BASELINE_ORDER: [&str; 7] = ["source-only", "cdan", "mcd", "dwl", "gvb", "ssrt*", "ssrt"];
+/// The baselines in table order: source-only, then the grid's `baselines` list of
+/// bench-suite/protocol.toml (the paper's order), so a baseline added there gets its rows here.
+pub fn baseline_order() -> &'static [String] {
+    static ORDER: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    ORDER.get_or_init(|| {
+        #[derive(serde::Deserialize)]
+        struct Grid {
+            baselines: Vec<String>,
+        }
+        let grid: Grid = toml::from_str(include_str!("../../bench-suite/protocol.toml")).expect("bench-suite/protocol.toml has a baselines list");
+        std::iter::once("source-only".to_owned()).chain(grid.baselines).collect()
+    })
+}
+
+fn baseline_rank(baseline: &str) -> usize {
+    let order = baseline_order();
+    order.iter().position(|x| x == baseline).unwrap_or(order.len())
+}
 
 /// Paper-style row name: CDAN, CDAN+GH, MCD+GH++ (α=0.25), GVB+GH (scope-only), ...
 pub fn row_name(baseline: &str, harmonizer: &str) -> String {
@@ -67,7 +84,7 @@ pub fn row_name(baseline: &str, harmonizer: &str) -> String {
 pub fn ordered_rows(aggs: &[Aggregate]) -> Vec<(String, String)> {
     let mut rows: BTreeSet<(usize, usize, String, String)> = BTreeSet::new();
     for a in aggs {
-        let b = BASELINE_ORDER.iter().position(|x| *x == a.baseline).unwrap_or(BASELINE_ORDER.len());
+        let b = baseline_rank(&a.baseline);
         let h = match a.harmonizer.as_str() {
             "none" => 0,
             "gh" => 1,
@@ -330,6 +347,27 @@ mod tests {
         assert_eq!(row_name("mcd", "gh++(α=0.25)"), "MCD+GH++ (α=0.25)");
         assert_eq!(escape("a_b 50% M→U α"), "a\\_b 50\\% M$\\to$U $\\alpha$");
         assert_eq!(signed(-1.25), "$-$1.2");
+    }
+
+    #[test]
+    fn rows_follow_the_protocols_baseline_list() {
+        let text = include_str!("../../bench-suite/protocol.toml");
+        let grid: toml::Table = toml::from_str(text).unwrap();
+        let listed: Vec<String> = grid["baselines"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+        assert!(listed.len() >= 4, "{listed:?}");
+        // Aggregates in reverse protocol order, an unknown baseline first: rows come out in the
+        // protocol's order, source-only first, the unknown one last.
+        let mut names = vec!["zzz-new".to_owned()];
+        names.extend(listed.iter().rev().cloned());
+        names.push("source-only".to_owned());
+        let mut aggs = fixture_aggregates("digits", &["M-U".to_owned()]);
+        let template = aggs.remove(0);
+        aggs = names.iter().map(|n| Aggregate { baseline: n.clone(), harmonizer: "none".into(), ..template.clone() }).collect();
+        let rows: Vec<String> = ordered_rows(&aggs).into_iter().map(|(b, _)| b).collect();
+        let mut expected = vec!["source-only".to_owned()];
+        expected.extend(listed);
+        expected.push("zzz-new".to_owned());
+        assert_eq!(rows, expected);
     }
 
     /// Aggregates of five seeds for every task of `dataset` and the CNN baselines x three
