@@ -82,7 +82,7 @@ fn step(path: Path, h: &Harmonizer, seed: i64, two_pairs: bool) -> (Vec<Tensor>,
         pairs.push(LossPair::new(&bridge, &bridge_scaled, &scope));
     }
     let extra = &cls * 0.1;
-    let records = path(h, &net.params, &StepLosses { pairs, extra: Some(&extra) }).unwrap();
+    let records = path(h, &net.params, &StepLosses { pairs, unharmonized: Some(&extra) }).unwrap();
     (net.grads(), records, net.params.names().to_vec())
 }
 
@@ -142,7 +142,7 @@ fn heads_outside_the_scope_are_rescaled_too() {
         let (transfer, cls, _) = net.losses(seed);
         let scope = net.params.scope("features", &["G/"]).unwrap();
         let extra = &cls * 0.1;
-        backward_plain(&StepLosses { pairs: vec![LossPair::new(&transfer, &cls, &scope).with_coefficients(1.7, 1.0)], extra: Some(&extra) }).unwrap();
+        backward_plain(&StepLosses { pairs: vec![LossPair::new(&transfer, &cls, &scope).with_coefficients(1.7, 1.0)], unharmonized: Some(&extra) }).unwrap();
         let plain = net.grads();
         let disc = names.iter().position(|n| n.starts_with("D/")).unwrap();
         let ratio = harmonized[disc].sum(Kind::Double).double_value(&[]) / plain[disc].sum(Kind::Double).double_value(&[]);
@@ -163,7 +163,7 @@ fn existing_gradients_are_accumulated_not_overwritten() {
     (&cls * 2.0).backward();
     let before = net.grads();
     let (transfer, cls, _) = net.losses(3);
-    backward_two_pass(&h, &net.params, &StepLosses { pairs: vec![LossPair::new(&transfer, &cls, &scope)], extra: None }).unwrap();
+    backward_two_pass(&h, &net.params, &StepLosses { pairs: vec![LossPair::new(&transfer, &cls, &scope)], unharmonized: None }).unwrap();
     let after = net.grads();
     let (alone, _, _) = step_without_extra(&h, 3);
     for ((b, a), s) in before.iter().zip(&after).zip(&alone) {
@@ -175,7 +175,7 @@ fn step_without_extra(h: &Harmonizer, seed: i64) -> (Vec<Tensor>, Vec<Harmonizat
     let net = Net::new(seed);
     let (transfer, cls, _) = net.losses(seed);
     let scope = net.params.scope("features", &["G/"]).unwrap();
-    let records = backward_two_pass(h, &net.params, &StepLosses { pairs: vec![LossPair::new(&transfer, &cls, &scope)], extra: None }).unwrap();
+    let records = backward_two_pass(h, &net.params, &StepLosses { pairs: vec![LossPair::new(&transfer, &cls, &scope)], unharmonized: None }).unwrap();
     (net.grads(), records, net.params.names().to_vec())
 }
 
@@ -208,7 +208,7 @@ fn scope_only_harmonizes_the_scope_and_leaves_heads_plain() {
         let g = names.iter().position(|n| n.starts_with("G/")).unwrap();
         assert!(max_relative_error(&scoped[g], &plain[g]) > 1e-4, "scope gradient was not harmonized");
         let net = Net::new(seed);
-        let err = backward_three_pass_reference(&scoped_gh, &net.params, &StepLosses { pairs: vec![], extra: None }).unwrap_err();
+        let err = backward_three_pass_reference(&scoped_gh, &net.params, &StepLosses { pairs: vec![], unharmonized: None }).unwrap_err();
         assert!(err.to_string().contains("two-pass"));
         return;
     }

@@ -159,7 +159,7 @@ impl DannModel {
         let (transfer, cls) = self.losses(batch);
         let losses = StepLosses {
             pairs: vec![LossPair::new(&transfer, &cls, &self.scope)],
-            extra: None,
+            unharmonized: None,
         };
         let conflict = match kind {
             StepKind::Plain => {

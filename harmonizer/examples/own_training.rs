@@ -38,7 +38,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         optimizer.zero_grad();
         // Instead of (transfer + classification).backward():
-        let losses = StepLosses { pairs: vec![LossPair::new(&transfer, &classification, &scope)], extra: None };
+        let losses = StepLosses { pairs: vec![LossPair::new(&transfer, &classification, &scope)], unharmonized: None };
         let records = backward_two_pass(&harmonizer, &params, &losses)?;
         optimizer.step();
         summary.add(&records[0]);

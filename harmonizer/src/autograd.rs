@@ -10,7 +10,7 @@
 //!   benchmarks only.
 //!
 //! Both *accumulate* into `.grad`, like `Tensor::backward`: zero the gradients before the step,
-//! and add further terms by including them as `extra` (or by calling `backward` on them).
+//! and add further terms by including them as `unharmonized` (or by calling `backward` on them).
 
 use crate::on_device::DeviceWeights;
 use crate::{Harmonization, Harmonizer, OutsideScope};
@@ -127,10 +127,11 @@ impl<'a> LossPair<'a> {
     }
 }
 
-/// Everything one backward step differentiates: harmonized pairs plus unharmonized extra terms.
+/// Everything one backward step differentiates: harmonized pairs plus the step's other terms.
 pub struct StepLosses<'a> {
     pub pairs: Vec<LossPair<'a>>,
-    pub extra: Option<&'a Tensor>,
+    /// The sum of the step's terms that no pair harmonizes (added with weight 1), if any.
+    pub unharmonized: Option<&'a Tensor>,
 }
 
 /// The default path: two backward passes per pair. Returns one record per pair (the weights are
@@ -175,7 +176,7 @@ fn backward_two_pass_with<W>(
     let mut records = Vec::with_capacity(losses.pairs.len());
     for pair in &losses.pairs {
         pass += 2;
-        let keep_graph = pass < passes || losses.extra.is_some();
+        let keep_graph = pass < passes || losses.unharmonized.is_some();
         let g1 = gradients(pair.l1, params.tensors(), true)?;
         let g2 = gradients(pair.l2, params.tensors(), keep_graph)?;
         let dots = scope_dot_products(&g1, &g2, pair.scope, pair.l1.device())?;
@@ -199,8 +200,8 @@ fn backward_two_pass_with<W>(
         records.push(weights);
     }
     accumulate_into_grads(params.tensors(), combined)?;
-    if let Some(extra) = losses.extra {
-        extra.f_backward()?;
+    if let Some(other) = losses.unharmonized {
+        other.f_backward()?;
     }
     Ok(records)
 }
@@ -229,7 +230,7 @@ impl Factor {
 }
 
 /// The released code's shape: per pair, backward L1 and L2 to measure the scope; then a third
-/// backward of `Σ (c1·w1·L1 + c2·w2·L2) + extra`. Reference for tests and benchmarks; it can only
+/// backward of `Σ (c1·w1·L1 + c2·w2·L2) + unharmonized`. Reference for tests and benchmarks; it can only
 /// express the released re-weighting of every parameter.
 pub fn backward_three_pass_reference(
     harmonizer: &Harmonizer,
@@ -242,7 +243,7 @@ pub fn backward_three_pass_reference(
         ));
     }
     let mut records = Vec::with_capacity(losses.pairs.len());
-    let mut total: Option<Tensor> = losses.extra.map(|e| e.shallow_clone());
+    let mut total: Option<Tensor> = losses.unharmonized.map(|e| e.shallow_clone());
     for pair in &losses.pairs {
         let scope: Vec<&Tensor> = pair.scope.members.iter().map(|&i| &params.tensors()[i]).collect();
         let g1 = gradients(pair.l1, &scope, true)?;
@@ -266,9 +267,9 @@ pub fn backward_three_pass_reference(
     Ok(records)
 }
 
-/// One backward of `Σ (c1·L1 + c2·L2) + extra`: the unharmonized step, when nothing is measured.
+/// One backward of `Σ (c1·L1 + c2·L2) + unharmonized`: the unharmonized step, when nothing is measured.
 pub fn backward_plain(losses: &StepLosses) -> Result<(), TchError> {
-    let mut total: Option<Tensor> = losses.extra.map(|e| e.shallow_clone());
+    let mut total: Option<Tensor> = losses.unharmonized.map(|e| e.shallow_clone());
     for pair in &losses.pairs {
         let sum = pair.l1.f_mul_scalar(pair.c1)?.f_add(&pair.l2.f_mul_scalar(pair.c2)?)?;
         total = Some(match total {

@@ -135,7 +135,7 @@ fn step_gradients(h: &Harmonizer, on_device: bool) -> Vec<Vec<f32>> {
     let l2 = out.mean(Kind::Float) * -0.7 + out.square().mean(Kind::Float) * 0.1;
     let params = Parameters::from_stores(&[("net", &vs)]);
     let scope = params.scope("body", &["net/body"]).unwrap();
-    let losses = StepLosses { pairs: vec![LossPair::new(&l1, &l2, &scope).with_coefficients(1.0, 0.3)], extra: None };
+    let losses = StepLosses { pairs: vec![LossPair::new(&l1, &l2, &scope).with_coefficients(1.0, 0.3)], unharmonized: None };
     if on_device {
         backward_two_pass_on_device(h, &params, &losses).unwrap();
     } else {

@@ -202,7 +202,7 @@ impl UdaMethod for Cdan {
         let transfer = weighted_domain_bce(&domain_probs, &weights, ns, DomainBce::Clamped);
         ctx.log_loss("transfer", &transfer);
         let pair = LossPair::new(&transfer, &cls, &self.scope).with_coefficients(c.trade_off, 1.0);
-        ctx.backward(&self.params, &["transfer/cls"], &StepLosses { pairs: vec![pair], extra: None })?;
+        ctx.backward(&self.params, &["transfer/cls"], &StepLosses { pairs: vec![pair], unharmonized: None })?;
         self.opt_base.step();
         self.opt_disc.step();
         Ok(())

@@ -336,7 +336,7 @@ impl UdaMethod for Dwl {
             ctx.log_loss("balance_adversarial", &adversarial);
             ctx.log_loss("balance_discrepancy", &agreement);
             let pair = LossPair::new(&adversarial, &agreement, &self.scope).with_coefficients(t, 1.0 - t);
-            ctx.backward(&self.params, &["balance"], &StepLosses { pairs: vec![pair], extra: None })?;
+            ctx.backward(&self.params, &["balance"], &StepLosses { pairs: vec![pair], unharmonized: None })?;
             self.step(&[G]);
         }
         // 5. Pseudo-labels from the ensemble's confident target predictions.

@@ -192,7 +192,7 @@ impl UdaMethod for Gvb {
             LossPair::new(&transfer, &cls, &self.scope).with_coefficients(c.trade_off, 1.0),
             LossPair::new(&gvbg, &gvbd, &self.scope).with_coefficients(c.gvbg_weight, c.gvbd_weight.abs()),
         ];
-        ctx.backward(&self.params, &["transfer/cls", "gvbg/gvbd"], &StepLosses { pairs, extra: None })?;
+        ctx.backward(&self.params, &["transfer/cls", "gvbg/gvbd"], &StepLosses { pairs, unharmonized: None })?;
         self.opt_base.step();
         self.opt_disc.step();
         Ok(())

@@ -175,7 +175,7 @@ impl UdaMethod for Mcd {
         let l2 = &b.discrepancy * (-c.trade_off);
         ctx.log_loss("stepB_source", &l1);
         ctx.log_loss("stepB_discrepancy", &b.discrepancy);
-        ctx.backward(&self.params, &["stepB"], &StepLosses { pairs: vec![LossPair::new(&l1, &l2, &self.scope)], extra: None })?;
+        ctx.backward(&self.params, &["stepB"], &StepLosses { pairs: vec![LossPair::new(&l1, &l2, &self.scope)], unharmonized: None })?;
         self.opt_f1.step();
         self.opt_f2.step();
 

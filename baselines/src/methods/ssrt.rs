@@ -298,7 +298,7 @@ impl UdaMethod for Ssrt {
         ctx.log_loss("sr", &sr);
         ctx.log_loss("ramp", &Tensor::from(r));
         let pair = LossPair::new(&cls, &adaptation, &self.scope);
-        ctx.backward(&self.params, &["cls/adaptation"], &StepLosses { pairs: vec![pair], extra: None })?;
+        ctx.backward(&self.params, &["cls/adaptation"], &StepLosses { pairs: vec![pair], unharmonized: None })?;
         self.opt.step();
         // The monitor: distinct predicted classes of the clean target rows.
         let predicted = log_clean.detach().argmax(1, false);
