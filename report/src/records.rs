@@ -33,7 +33,8 @@ pub struct CellRecord {
     /// Seconds spent in training steps over the run (evaluations and data loading aside).
     pub train_seconds: f64,
     /// Whether the machine was loaded when the cell was timed (`timing.json`: load averages and
-    /// suite processes at its start and end); `None` for cells recorded before that existed.
+    /// suite processes at its start and end, or an `interrupted` reason); `None` for cells
+    /// recorded before that existed.
     pub timing_loaded: Option<bool>,
     pub iterations: u64,
     pub deviations: Vec<String>,
@@ -232,7 +233,10 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
             let snapshot = |key: &str| -> Result<crate::speed::LoadSnapshot> {
                 serde_json::from_value(v[key].clone()).with_context(|| format!("{}: no valid '{key}'", dir.join("timing.json").display()))
             };
-            Some(snapshot("load_start")?.is_loaded() || snapshot("load_end")?.is_loaded())
+            // `interrupted` (a reason, written beside the snapshots) marks a cell whose timing is
+            // known to be disturbed where the snapshots cannot see it: e.g. the process was
+            // paused (SIGSTOP) or shared the CPU only mid-cell.
+            Some(snapshot("load_start")?.is_loaded() || snapshot("load_end")?.is_loaded() || v.get("interrupted").is_some_and(|r| !r.is_null()))
         }
         Err(_) => None,
     };

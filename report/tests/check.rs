@@ -235,3 +235,20 @@ fn the_committed_ci_thresholds_cover_digits_cpu_and_refuse_the_gpu_nightly_until
     let err = format!("{:#}", report::check::check(&fixtures().join("runs"), &file, &["nightly".to_owned()]).unwrap_err());
     assert!(err.contains("no group of profile nightly") && err.contains("report thresholds --from"), "{err}");
 }
+
+#[test]
+fn an_interrupted_reason_marks_a_quiet_timing_as_loaded() {
+    // f7f4c8559eb89073's snapshots are quiet; a reason the snapshots cannot see (a pause, work in
+    // the middle of the cell) makes its timing count as loaded, and only that.
+    let runs = runs_copy();
+    let cell = runs.path().join("runs/cells/f7f4c8559eb89073");
+    assert_eq!(report::records::load_cell(&cell).unwrap().timing_loaded, Some(false));
+    let path = cell.join("timing.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["interrupted"] = "paused with SIGSTOP for 3 minutes".into();
+    std::fs::write(&path, v.to_string()).unwrap();
+    assert_eq!(report::records::load_cell(&cell).unwrap().timing_loaded, Some(true));
+    v["interrupted"] = serde_json::Value::Null;
+    std::fs::write(&path, v.to_string()).unwrap();
+    assert_eq!(report::records::load_cell(&cell).unwrap().timing_loaded, Some(false));
+}
