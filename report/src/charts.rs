@@ -9,7 +9,7 @@
 
 use crate::aggregate::main_pair;
 use crate::claims::{Outcome, Unit, Verdict};
-use crate::latex::{baseline_order, row_name};
+use crate::latex::{baseline_order, baseline_rank, row_name};
 use crate::records::CellRecord;
 use crate::speed::{min_max, median, Speeds};
 use anyhow::{anyhow, Result};
@@ -193,7 +193,7 @@ pub struct SpeedData {
 pub fn speed_data(speeds: &Speeds) -> Option<SpeedData> {
     // The paper's baseline order; baselines it does not know after them.
     let mut baselines: Vec<String> = speeds.arms.iter().map(|a| a.baseline.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    baselines.sort_by_key(|b| baseline_order().iter().position(|x| x == b).unwrap_or(baseline_order().len()));
+    baselines.sort_by_key(|b| baseline_rank(b));
     let mut bars = Vec::new();
     for (bi, b) in baselines.iter().enumerate() {
         for h in ["none", "gh", "gh++"] {

@@ -53,7 +53,8 @@ pub fn baseline_order() -> &'static [String] {
     })
 }
 
-fn baseline_rank(baseline: &str) -> usize {
+/// A baseline's place in [`baseline_order`] (unknown baselines after the known ones).
+pub fn baseline_rank(baseline: &str) -> usize {
     let order = baseline_order();
     order.iter().position(|x| x == baseline).unwrap_or(order.len())
 }
