@@ -22,7 +22,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-pub const RECORD_FILE: &str = "run.jsonl";
+pub use record_schema::RECORD_FILE;
 
 /// Facts about where and on what a run ran, recorded beside its spec.
 #[derive(Clone, Debug, Serialize)]

@@ -158,130 +158,31 @@ pub struct RunStopped {
 pub struct NoObserver;
 impl RunObserver for NoObserver {}
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Evaluation {
-    /// Iterations done when evaluated.
-    pub iteration: u64,
-    pub epoch: f64,
-    /// Accuracy of each head on the target test split.
-    pub heads: BTreeMap<String, f64>,
-    /// The reported accuracy: the best head (MCD: max(F1, F2); DWL: max over its five).
-    pub accuracy: f64,
-    /// Mean per-class accuracy (the mean of per-class recalls over the classes present in the
-    /// test set) of each head.
-    #[serde(default)]
-    pub heads_mean_class: BTreeMap<String, f64>,
-    /// The mean per-class accuracy of the head that gives the reported accuracy.
-    #[serde(default)]
-    pub mean_class_accuracy: Option<f64>,
-}
+pub use record_schema::{Evaluation, PairSummary, PhaseSeconds, RunStatus, RunSummary, Trained};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PairSummary {
-    /// Steps whose backward included this pair's two losses (the transfer loss trained).
-    #[serde(default)]
-    pub formed_steps: u64,
-    /// Steps where the harmonizer changed a weight (w1 or w2 not 1): GH / GH++ only.
-    #[serde(default)]
-    pub reweighted_steps: u64,
-    /// Steps whose dot products were measured (every harmonized step for GH / GH++; the
-    /// telemetry steps for `none`).
-    pub measured_steps: u64,
-    /// Fraction of measured steps with d < 0.
-    pub conflict_rate: Option<f64>,
-    pub mean_w1_in_conflict: Option<f64>,
-    pub mean_w2_in_conflict: Option<f64>,
-    pub mean_cos: Option<f64>,
-    pub clamped_steps: u64,
-}
-
-impl PairSummary {
-    fn new(steps: &crate::methods::PairSteps, s: &HarmonizationSummary) -> Self {
-        let w = s.mean_weights_in_conflict();
-        PairSummary {
-            formed_steps: steps.formed,
-            reweighted_steps: steps.reweighted,
-            measured_steps: s.measured_steps,
-            conflict_rate: s.conflict_rate(),
-            mean_w1_in_conflict: w.map(|w| w.0),
-            mean_w2_in_conflict: w.map(|w| w.1),
-            mean_cos: (s.measured_steps > 0).then(|| s.sum_cos / s.measured_steps as f64),
-            clamped_steps: s.clamps,
-        }
+fn pair_summary(steps: &crate::methods::PairSteps, s: &HarmonizationSummary) -> PairSummary {
+    let w = s.mean_weights_in_conflict();
+    PairSummary {
+        formed_steps: steps.formed,
+        reweighted_steps: steps.reweighted,
+        measured_steps: s.measured_steps,
+        conflict_rate: s.conflict_rate(),
+        mean_w1_in_conflict: w.map(|w| w.0),
+        mean_w2_in_conflict: w.map(|w| w.1),
+        mean_cos: (s.measured_steps > 0).then(|| s.sum_cos / s.measured_steps as f64),
+        clamped_steps: s.clamps,
     }
 }
 
-/// What a run's steps trained, against what was asked (a run that never trained its baseline's
-/// transfer loss, or never met its harmonizer, is not a result of that baseline or harmonizer).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Trained {
-    /// Every harmonized pair of the method was formed in some step (or the method has none).
-    #[default]
-    AsAsked,
-    /// The method's transfer loss never entered a step (harmonizer none).
-    NotAdapted,
-    /// GH / GH++ was asked but no step formed the pair it harmonizes.
-    NotHarmonized,
-}
-
-impl Trained {
-    pub fn label(self) -> &'static str {
-        match self {
-            Trained::AsAsked => "as-asked",
-            Trained::NotAdapted => "not-adapted",
-            Trained::NotHarmonized => "not-harmonized",
-        }
+/// What a run trained, from the pairs it formed (see [`Trained`]).
+pub fn judge_trained(spec: &RunSpec, pairs: &BTreeMap<String, PairSummary>) -> Trained {
+    if !spec.method.name().harmonizes() || pairs.values().any(|p| p.formed_steps > 0) {
+        Trained::AsAsked
+    } else if spec.harmonizer.method() == crate::harmonizer::Method::None {
+        Trained::NotAdapted
+    } else {
+        Trained::NotHarmonized
     }
-
-    /// From the pairs a run formed.
-    pub fn judge(spec: &RunSpec, pairs: &BTreeMap<String, PairSummary>) -> Trained {
-        if !spec.method.name().harmonizes() || pairs.values().any(|p| p.formed_steps > 0) {
-            Trained::AsAsked
-        } else if spec.harmonizer.method() == crate::harmonizer::Method::None {
-            Trained::NotAdapted
-        } else {
-            Trained::NotHarmonized
-        }
-    }
-}
-
-/// How a run ended.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "kebab-case")]
-pub enum RunStatus {
-    Completed,
-    /// A loss, a harmonizer weight or the network's outputs became non-finite: training stopped
-    /// there. The run is a result (reported as diverged), not an error.
-    Diverged { iteration: u64, reason: String },
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunSummary {
-    #[serde(flatten)]
-    pub status: RunStatus,
-    /// Iterations trained.
-    pub iterations: u64,
-    /// Accuracy after the last iteration (none when diverged).
-    pub final_accuracy: Option<f64>,
-    /// Mean per-class accuracy after the last iteration (none when diverged).
-    #[serde(default)]
-    pub final_mean_class_accuracy: Option<f64>,
-    pub final_heads: BTreeMap<String, f64>,
-    /// Best accuracy over all evaluations: oracle selection on target test labels, reported by
-    /// the released code for CDAN, GVB, MCD and DWL. Labelled as such everywhere. None when
-    /// diverged.
-    pub best_accuracy_oracle: Option<f64>,
-    pub best_iteration: Option<u64>,
-    /// Training time only (evaluation excluded).
-    pub train_seconds: f64,
-    pub seconds_per_epoch: f64,
-    pub seconds_per_100_steps: f64,
-    pub harmonization: BTreeMap<String, PairSummary>,
-    /// Whether the steps trained what was asked (see [`Trained`]); shown and left out of claims
-    /// by the report when not.
-    #[serde(default)]
-    pub trained: Trained,
 }
 
 /// A run's training state: the method with its networks and optimisers, the two training streams
@@ -334,17 +235,38 @@ impl<'a> Trainer<'a> {
     /// One training iteration (all of the method's optimiser steps) on the next two batches;
     /// `measure` records the step's telemetry. Queues device work without waiting for it.
     pub fn step(&mut self, iteration: u64, measure: bool) -> Result<()> {
-        self.ctx.begin(iteration, measure);
+        let batch = self.next_batch()?;
+        self.train_on(&batch, iteration, measure)
+    }
+
+    /// The next source and target batches of the two training streams.
+    pub fn next_batch(&mut self) -> Result<Batch> {
         let (source, labels) = self.source_order.next()?;
         let (target, _) = self.target_order.next()?;
-        self.method.train_step(&mut self.ctx, &Batch { source, labels, target })
+        Ok(Batch { source, labels, target })
     }
+
+    /// One training iteration on `batch`.
+    pub fn train_on(&mut self, batch: &Batch, iteration: u64, measure: bool) -> Result<()> {
+        self.ctx.begin(iteration, measure);
+        self.method.train_step(&mut self.ctx, batch)
+    }
+}
+
+/// Adds the seconds since `*clock` to `*phase` and restarts the clock.
+fn lap(clock: &mut Instant, phase: &mut f64) {
+    let now = Instant::now();
+    *phase += (now - *clock).as_secs_f64();
+    *clock = now;
 }
 
 /// Trains `spec` on `data` and evaluates it.
 pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn RunObserver) -> Result<RunSummary> {
     let classes = data.classes;
+    let mut phases = PhaseSeconds::default();
+    let mut clock = Instant::now();
     let mut trainer = Trainer::new(spec, data, device)?;
+    lap(&mut clock, &mut phases.setup);
     let images = spec.images.as_ref();
     // Samples for DWL's per-epoch statistics (started when first needed).
     let mut stats_order: Option<(Stream, Stream)> = None;
@@ -360,14 +282,23 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
     let s = &spec.schedule;
     for it in 0..s.iterations {
         let started = Instant::now();
+        clock = started;
         let measure = it % spec.telemetry_every == 0;
-        trainer.step(it, measure)?;
+        let batch = trainer.next_batch()?;
+        lap(&mut clock, &mut phases.data);
+        trainer.train_on(&batch, it, measure)?;
         if measure {
+            lap(&mut clock, &mut phases.measured_step);
+            phases.measured_iterations += 1;
             observer.telemetry(it, &trainer.ctx.records, &trainer.ctx.losses)?;
-            if let Some(reason) = non_finite(&trainer.ctx) {
+            let diverged = non_finite(&trainer.ctx);
+            lap(&mut clock, &mut phases.telemetry);
+            if let Some(reason) = diverged {
                 status = RunStatus::Diverged { iteration: it, reason };
                 break;
             }
+        } else {
+            lap(&mut clock, &mut phases.step);
         }
         let done = it + 1;
         // Wait for the device only where a clock is read (epoch ends, evaluations, the end): on
@@ -379,7 +310,9 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
                 break;
             }
             checked = done;
+            lap(&mut clock, &mut phases.device_wait);
         }
+        phases.iterations = done;
         let elapsed = started.elapsed().as_secs_f64();
         train_seconds += elapsed;
         epoch_clock += elapsed;
@@ -404,6 +337,7 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
             observer.epoch(epoch, done, epoch_clock, &extra)?;
             epoch_seconds.push(epoch_clock);
             epoch_clock = 0.0;
+            lap(&mut clock, &mut phases.epoch_end);
         }
         if done % s.eval_every == 0 || done == s.iterations {
             let scores = match evaluate_samples(trainer.method.as_ref(), &data.target_test, classes, device)? {
@@ -416,14 +350,16 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
             let eval = scores.into_evaluation(done, done as f64 / s.iters_per_epoch as f64);
             observer.evaluation(&eval)?;
             evaluations.push(eval);
+            lap(&mut clock, &mut phases.evaluation);
         }
         observer.progress(done);
         if let Some(reason) = observer.stop_requested() {
             return Err(RunStopped { iteration: done, reason }.into());
         }
+        lap(&mut clock, &mut phases.other);
     }
     let harmonization: BTreeMap<String, PairSummary> =
-        trainer.ctx.summaries()?.into_iter().map(|(k, (summary, steps))| (k, PairSummary::new(&steps, &summary))).collect();
+        trainer.ctx.summaries()?.into_iter().map(|(k, (summary, steps))| (k, pair_summary(&steps, &summary))).collect();
     let completed = status == RunStatus::Completed;
     let last = evaluations.last().filter(|_| completed);
     let best = evaluations.iter().filter(|_| completed).max_by(|a, b| a.accuracy.total_cmp(&b.accuracy));
@@ -443,8 +379,9 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
         train_seconds,
         seconds_per_epoch,
         seconds_per_100_steps: train_seconds / trained.max(1) as f64 * 100.0,
-        trained: Trained::judge(spec, &harmonization),
+        trained: judge_trained(spec, &harmonization),
         harmonization,
+        phases,
     })
 }
 

@@ -6,7 +6,7 @@ use baselines::data::{DigitsFormat, DigitsTask, TaskData};
 use baselines::harmonizer::{GhppRule, Harmonizer, OutsideScope};
 use baselines::methods::common::{LrSchedule, Sgd};
 use baselines::methods::{cdan, dwl, gvb, mcd, source_only, BackwardPath, MethodConfig};
-use baselines::train::{run, NoObserver, RunObserver, RunSpec, RunStatus, RunSummary, Schedule, Trained};
+use baselines::train::{judge_trained, run, NoObserver, RunObserver, RunSpec, RunStatus, RunSummary, Schedule, Trained};
 use tch::Device;
 
 /// libtorch's random generator (initialisation, dropout) is global to the process: tests that
@@ -273,12 +273,35 @@ fn the_summary_counts_what_trained_per_pair() {
     }
     // A run whose pair never formed is labelled as such, by harmonizer.
     let none_formed = std::collections::BTreeMap::new();
-    assert_eq!(Trained::judge(&spec(config.clone(), Harmonizer::gh(), 30), &none_formed), Trained::NotHarmonized);
-    assert_eq!(Trained::judge(&spec(config.clone(), Harmonizer::none(), 30), &none_formed), Trained::NotAdapted);
-    assert_eq!(Trained::judge(&spec(configs().remove(0), Harmonizer::none(), 30), &none_formed), Trained::AsAsked);
+    assert_eq!(judge_trained(&spec(config.clone(), Harmonizer::gh(), 30), &none_formed), Trained::NotHarmonized);
+    assert_eq!(judge_trained(&spec(config.clone(), Harmonizer::none(), 30), &none_formed), Trained::NotAdapted);
+    assert_eq!(judge_trained(&spec(configs().remove(0), Harmonizer::none(), 30), &none_formed), Trained::AsAsked);
     // A run that would end inside the warm-up is refused before training.
     let err = run(&spec(config, Harmonizer::gh(), 20), &data, Device::Cpu, &mut NoObserver).unwrap_err().to_string();
     assert!(err.contains("warm-up") && err.contains("--iters 21") && err.contains("source_only_epochs=0"), "{err}");
+}
+
+/// The summary's time split covers the run: every iteration counted, telemetry steps on the
+/// telemetry schedule, and the per-iteration phases add up to the records' training time (the
+/// clocks lap one after the other, so nothing is counted twice or dropped).
+#[test]
+fn the_time_split_adds_up_to_the_training_time() {
+    let _rng = torch_rng();
+    let data = data();
+    let config = configs().into_iter().find(|c| matches!(c, MethodConfig::Cdan(_))).unwrap();
+    let s = spec(config, Harmonizer::gh(), 41);
+    let summary = run(&s, &data, Device::Cpu, &mut NoObserver).unwrap();
+    let p = &summary.phases;
+    assert_eq!(p.iterations, 41);
+    // telemetry_every 2: iterations 0, 2, ..., 40.
+    assert_eq!(p.measured_iterations, 21);
+    assert!(p.setup > 0.0 && p.step > 0.0 && p.measured_step > 0.0 && p.data > 0.0 && p.evaluation > 0.0, "{p:?}");
+    let in_train = p.data + p.step + p.measured_step + p.telemetry + p.device_wait;
+    assert!(in_train <= summary.train_seconds * (1.0 + 1e-9), "{in_train} > {}", summary.train_seconds);
+    assert!(in_train >= 0.95 * summary.train_seconds, "the phases ({in_train} s) miss part of the training time ({} s): {p:?}", summary.train_seconds);
+    let per_iteration: f64 = p.per_iteration().iter().map(|(_, s)| s).sum();
+    let all = in_train + p.epoch_end + p.evaluation + p.other;
+    assert!((per_iteration * 41.0 - all).abs() < 1e-9, "{per_iteration} * 41 != {all}");
 }
 
 /// Host reads (syncs on CUDA) per training iteration outside telemetry steps: with the weights

@@ -119,13 +119,14 @@ pub(crate) enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Time whole training iterations of the baselines' image protocols (their real steps,
-    /// random ResNet / ViT weights and random images: no data needed)
+    /// Time whole training iterations of the baselines' protocols (their real steps, random
+    /// weights and random inputs: no data needed); digits compares with a cell's time split
     BenchIteration {
         /// auto (CUDA if available), cpu, cuda or cuda:N
         #[arg(long, default_value = "auto")]
         device: String,
-        /// Whose image protocol: office31, officehome (ResNet-50), visda2017, domainnet (ResNet-101)
+        /// Whose protocol: office31, officehome (ResNet-50), visda2017, domainnet (ResNet-101), or
+        /// digits (LeNet on M→U, the dataset's first task)
         #[arg(long, default_value = "office31")]
         dataset: String,
         /// Baselines, comma-separated (ssrt: ViT-B/16)

@@ -1,8 +1,8 @@
-//! Times whole training iterations of a baseline's image protocol: the baseline's own
+//! Times whole training iterations of a baseline's protocol (images, or digits with LeNet / DTN): the baseline's own
 //! `train_step` (all its optimiser steps: MCD's three, DWL's nineteen), with its networks, heads,
 //! parameter groups and harmonized pairs, on random images of the protocol's batch size. The
-//! ResNet or ViT is randomly initialised (the cost depends on neither weights nor pixel values), so no
-//! data or weight files are needed.
+//! networks are randomly initialised (the cost depends on neither weights nor pixel values), so no
+//! data or weight files are needed. Digits cells' `time_split.md` (the report) compares with this.
 
 use crate::protocol::Protocol;
 use anyhow::{bail, Result};
@@ -32,6 +32,8 @@ pub struct IterationTiming {
     pub harmonizer: String,
     pub backbone: String,
     pub batch: usize,
+    /// One input's shape: 3x224x224, 1x28x28, ...
+    pub input: String,
     /// Seconds of each timed iteration.
     pub seconds: Vec<f64>,
 }
@@ -51,6 +53,10 @@ fn config(protocol: &Protocol, dataset: &str, baseline: MethodName) -> Result<(b
         backbone.pretrained = false;
         table.insert("backbone".into(), toml::Value::try_from(backbone)?);
         (Network::Image { backbone, weights: None }, backbone.network.name().to_owned())
+    } else if let Some(digits) = baselines::data::Task::for_protocol(dataset, task)?.digits() {
+        // LeNet or DTN, as a digits cell of this task builds it.
+        let format = digits.format();
+        (Network::Digits(format), if format == baselines::data::DigitsFormat::Grey28 { "lenet" } else { "dtn" }.to_owned())
     } else {
         bail!("{} on {dataset} has no image protocol (no ResNet or ViT backbone in the protocol file)", baseline.name());
     };
@@ -61,7 +67,13 @@ pub fn run(protocol: &Protocol, c: &IterationBenchConfig) -> Result<Vec<Iteratio
     if c.iterations == 0 {
         bail!("--iterations must be positive");
     }
-    let classes = baselines::data::Task::for_protocol(&c.dataset, &protocol.datasets[&c.dataset].tasks[0])?.known_classes().unwrap_or(10);
+    let task = baselines::data::Task::for_protocol(&c.dataset, &protocol.datasets[&c.dataset].tasks[0])?;
+    let classes = task.known_classes().unwrap_or(10);
+    // Digits: the task's own input format (its image side), whatever --image-side says.
+    let (channels, side) = match task.digits() {
+        Some(d) => (d.format().channels(), d.format().side()),
+        None => (3, c.image_side),
+    };
     let mut out = Vec::new();
     for &baseline in &c.baselines {
         let (method_config, network, backbone) = config(protocol, &c.dataset, baseline)?;
@@ -72,14 +84,14 @@ pub fn run(protocol: &Protocol, c: &IterationBenchConfig) -> Result<Vec<Iteratio
                 device: c.device,
                 network: network.clone(),
                 classes,
-                source_digits: None,
+                source_digits: task.digits().map(|d| d.source),
                 iters_per_epoch: 1_000_000,
                 dropout: Dropout::On,
             };
             let mut method = method_config.build(&setup)?;
             let mut ctx = StepContext::new(harmonizer, BackwardPath::TwoPass);
             let opts = (Kind::Float, c.device);
-            let shape = [batch as i64, 3, c.image_side, c.image_side];
+            let shape = [batch as i64, channels, side, side];
             let mut seconds = Vec::new();
             for it in 0..(c.warmup + c.iterations) {
                 let batch = Batch {
@@ -96,7 +108,7 @@ pub fn run(protocol: &Protocol, c: &IterationBenchConfig) -> Result<Vec<Iteratio
                     seconds.push(started.elapsed().as_secs_f64());
                 }
             }
-            out.push(IterationTiming { baseline, harmonizer: harmonizer.label(), backbone: backbone.clone(), batch, seconds });
+            out.push(IterationTiming { baseline, harmonizer: harmonizer.label(), backbone: backbone.clone(), batch, input: format!("{channels}x{side}x{side}"), seconds });
         }
     }
     Ok(out)
@@ -104,10 +116,9 @@ pub fn run(protocol: &Protocol, c: &IterationBenchConfig) -> Result<Vec<Iteratio
 
 pub fn render(c: &IterationBenchConfig, timings: &[IterationTiming]) -> String {
     let mut s = format!(
-        "bench-iteration: {} image protocol, {}x{} random images, {} warm-up + {} timed iteration(s) each, on {}\n\n",
+        "bench-iteration: {} protocol, random {} inputs, {} warm-up + {} timed iteration(s) each (no telemetry), on {}\n\n",
         c.dataset,
-        c.image_side,
-        c.image_side,
+        timings.first().map(|t| t.input.as_str()).unwrap_or("-"),
         c.warmup,
         c.iterations,
         baselines::device::describe(c.device)

@@ -24,7 +24,6 @@ use baselines::data::TaskData;
 use crate::load::LoadSnapshot;
 use baselines::train::{RunSpec, RunSummary};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -42,40 +41,20 @@ pub fn cell_hash(spec: &RunSpec) -> String {
     hex::encode(&Sha256::digest(keyed.as_bytes())[..8])
 }
 
-/// What a cell folder's `cell.json` holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CellInfo {
-    pub hash: String,
-    pub dataset: String,
-    pub task: String,
-    pub baseline: String,
-    pub harmonizer: String,
-    pub seed: u64,
-    pub spec: Option<RunSpec>,
-    /// Why the cell cannot run in this build.
-    pub unsupported: Option<String>,
-    /// Departures from the paper's protocol (the run record adds data stand-ins).
-    #[serde(default)]
-    pub deviations: Vec<String>,
-}
+/// What a cell folder's `cell.json` holds (the schema's, with the spec typed).
+pub type CellInfo = record_schema::CellInfo<RunSpec>;
 
-impl CellInfo {
-    fn from_cell(cell: &Cell) -> CellInfo {
-        CellInfo {
-            hash: cell.spec.as_ref().map(cell_hash).unwrap_or_default(),
-            dataset: cell.dataset.clone(),
-            task: cell.task.clone(),
-            baseline: cell.baseline.clone(),
-            harmonizer: cell.harmonizer_label.clone(),
-            seed: cell.seed,
-            spec: cell.spec.clone(),
-            unsupported: cell.unsupported.clone(),
-            deviations: cell.deviations.clone(),
-        }
-    }
-
-    pub fn label(&self) -> String {
-        format!("{}/{} {} {} seed {}", self.dataset, self.task, self.baseline, self.harmonizer, self.seed)
+fn cell_info(cell: &Cell) -> CellInfo {
+    CellInfo {
+        hash: cell.spec.as_ref().map(cell_hash).unwrap_or_default(),
+        dataset: cell.dataset.clone(),
+        task: cell.task.clone(),
+        baseline: cell.baseline.clone(),
+        harmonizer: cell.harmonizer_label.clone(),
+        seed: cell.seed,
+        spec: cell.spec.clone(),
+        unsupported: cell.unsupported.clone(),
+        deviations: cell.deviations.clone(),
     }
 }
 
@@ -224,11 +203,12 @@ impl Runs {
     }
 
     fn write_profile(&self, profile: &str, cells: &[CellInfo]) -> Result<()> {
-        let path = self.root.join("profiles").join(format!("{profile}.json"));
+        let path = record_schema::ProfileManifest::path(&self.root, profile);
         fs::create_dir_all(path.parent().unwrap())?;
         // Workers on several hosts may write it at once: a temporary name of this process, then a rename.
         let tmp = path.with_extension(format!("json.tmp.{}.{}", claim::hostname(), std::process::id()));
-        fs::write(&tmp, serde_json::to_string_pretty(&serde_json::json!({"profile": profile, "cells": cells}))?)?;
+        let manifest = record_schema::ProfileManifest { profile: profile.to_owned(), cells: cells.to_vec() };
+        fs::write(&tmp, serde_json::to_string_pretty(&manifest)?)?;
         fs::rename(&tmp, &path)?;
         Ok(())
     }
@@ -283,7 +263,7 @@ pub fn plan(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, dro
     let measured = runs.done_summaries(device_kind);
     let mut planned = Vec::with_capacity(cells.len());
     for cell in &cells {
-        let info = CellInfo::from_cell(cell);
+        let info = cell_info(cell);
         let state = if let Some(why) = &cell.unsupported {
             CellState::Unsupported(why.clone())
         } else if runs.is_done(&info.hash) {
@@ -535,7 +515,9 @@ fn run_claimed_cell(runs: &Runs, info: &CellInfo, claim: &Claim, options: &RunOp
         })
         .events(options.events.clone());
     let load_start = LoadSnapshot::now();
+    let wall = std::time::Instant::now();
     let outcome = execute::execute(spec, data, &options.data_root, options.device, &tmp, &mut progress);
+    let wall_seconds = wall.elapsed().as_secs_f64();
     let load_end = LoadSnapshot::now();
     progress.finish();
     let summary = match outcome {
@@ -553,8 +535,10 @@ fn run_claimed_cell(runs: &Runs, info: &CellInfo, claim: &Claim, options: &RunOp
         }
     };
     fs::write(tmp.join("cell.json"), serde_json::to_string_pretty(info)?)?;
-    // What else ran while this cell was timed (the report keeps loaded timings out of speed claims).
-    fs::write(tmp.join("timing.json"), serde_json::to_string_pretty(&serde_json::json!({ "load_start": load_start, "load_end": load_end }))?)?;
+    // What else ran while this cell was timed (the report keeps loaded timings out of speed
+    // claims), and where its time went (the task's data, loaded once per worker, excluded).
+    let timing = record_schema::CellTiming { load_start, load_end, interrupted: None, wall_seconds: Some(wall_seconds), phases: Some(summary.phases.clone()) };
+    fs::write(tmp.join("timing.json"), serde_json::to_string_pretty(&timing)?)?;
     fs::write(tmp.join("done"), serde_json::to_string_pretty(&summary)?)?;
     if !claim.is_held() {
         let _ = fs::remove_dir_all(&tmp);

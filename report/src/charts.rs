@@ -9,7 +9,7 @@
 
 use crate::aggregate::main_pair;
 use crate::claims::{Outcome, Unit, Verdict};
-use crate::latex::{baseline_order, baseline_rank, row_name};
+use crate::latex::{baseline_order, baseline_rank, harmonizer_order, row_name};
 use crate::records::CellRecord;
 use crate::speed::{min_max, median, Speeds};
 use anyhow::{anyhow, Result};
@@ -69,13 +69,11 @@ const OKABE_ITO: [RGBColor; 8] = [
 ];
 
 /// Baseline / GH / GH++ in every chart.
+/// (The grid's harmonizers list orders the colours: the first three keep their colours when one
+/// is added; variants and unknown labels share the next.)
 pub fn harmonizer_color(h: &str) -> RGBColor {
-    match h {
-        "none" => OKABE_ITO[0],
-        "gh" => OKABE_ITO[1],
-        "gh++" => OKABE_ITO[2],
-        _ => OKABE_ITO[3],
-    }
+    let known = crate::latex::harmonizer_order().iter().position(|x| x == h);
+    OKABE_ITO[known.unwrap_or(crate::latex::harmonizer_order().len()).min(OKABE_ITO.len() - 1)]
 }
 
 fn harmonizer_name(h: &str) -> String {
@@ -196,7 +194,7 @@ pub fn speed_data(speeds: &Speeds) -> Option<SpeedData> {
     baselines.sort_by_key(|b| baseline_rank(b));
     let mut bars = Vec::new();
     for (bi, b) in baselines.iter().enumerate() {
-        for h in ["none", "gh", "gh++"] {
+        for h in harmonizer_order().iter().map(String::as_str) {
             let v: Vec<f64> = speeds.arms.iter().filter(|a| &a.baseline == b && a.harmonizer == h).flat_map(|a| a.seconds_per_100.iter().copied()).collect();
             if let (Some(m), Some((lo, hi))) = (median(&v), min_max(&v)) {
                 bars.push(SpeedBar { baseline: bi, harmonizer: h.to_owned(), median: m, lo, hi, n: v.len() });
@@ -211,7 +209,7 @@ fn draw_speed<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &SpeedDat
     let root = page(root);
     let titled = root.titled(&format!("Training speed ({subtitle})"), title_font()).map_err(plot_err)?;
     let (legend, body) = titled.split_vertically(pt(14.0));
-    legend_strip(&legend, &["none", "gh", "gh++"].map(|h| (harmonizer_name(h), harmonizer_color(h), Mark::Box)))?;
+    legend_strip(&legend, &harmonizer_order().iter().map(|h| (harmonizer_name(h), harmonizer_color(h), Mark::Box)).collect::<Vec<_>>())?;
     let ymax = data.bars.iter().map(|b| b.hi).fold(0.0, f64::max) * 1.08;
     let n = data.baselines.len();
     let names: Vec<String> = data.baselines.iter().map(|b| row_name(b, "none")).collect();
@@ -235,10 +233,12 @@ fn draw_speed<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &SpeedDat
         .label_style(tick_font())
         .draw()
         .map_err(plot_err)?;
-    let width = 0.26;
-    for (k, h) in ["none", "gh", "gh++"].iter().enumerate() {
+    // The harmonizers' bars side by side, centred on the baseline (0.26 wide each for three).
+    let count = harmonizer_order().len().max(1) as f64;
+    let width = 0.78 / count;
+    for (k, h) in harmonizer_order().iter().enumerate() {
         let color = harmonizer_color(h);
-        let offset = (k as f64 - 1.0) * width;
+        let offset = (k as f64 - (count - 1.0) / 2.0) * width;
         for b in data.bars.iter().filter(|b| b.harmonizer == *h) {
             let x = b.baseline as f64 + offset;
             chart.draw_series(std::iter::once(Rectangle::new([(x - width / 2.0, 0.0), (x + width / 2.0, b.median)], color.filled()))).map_err(plot_err)?;
@@ -476,7 +476,7 @@ pub fn convergence_data(records: &[CellRecord], task: &str) -> Option<Convergenc
     let mut panels = Vec::new();
     for b in baseline_order().iter().map(String::as_str) {
         let mut curves = Vec::new();
-        for h in ["none", "gh", "gh++"] {
+        for h in harmonizer_order().iter().map(String::as_str) {
             let runs: Vec<&CellRecord> = records.iter().filter(|r| r.baseline == b && r.task == task && r.harmonizer == h && r.diverged_at.is_none()).collect();
             let mut at: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
             for r in &runs {
@@ -506,7 +506,7 @@ fn draw_convergence<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &Co
     let root = page(root);
     let titled = root.titled(&data.title, title_font()).map_err(plot_err)?;
     let (legend, body) = titled.split_vertically(pt(12.0));
-    legend_strip(&legend, &["none", "gh", "gh++"].map(|h| (format!("{} (mean; band: min-max over seeds)", harmonizer_name(h)), harmonizer_color(h), Mark::Line)))?;
+    legend_strip(&legend, &harmonizer_order().iter().map(|h| (format!("{} (mean; band: min-max over seeds)", harmonizer_name(h)), harmonizer_color(h), Mark::Line)).collect::<Vec<_>>())?;
     let cols = data.panels.len().min(2);
     let rows = data.panels.len().div_ceil(cols);
     let areas = body.split_evenly((rows, cols));

@@ -39,24 +39,43 @@ impl Selection {
     }
 }
 
+/// The grid's lists in bench-suite/protocol.toml, which order the report's rows and colours.
+#[derive(serde::Deserialize)]
+struct GridLists {
+    baselines: Vec<String>,
+    harmonizers: Vec<String>,
+}
+
+fn grid_lists() -> &'static GridLists {
+    static LISTS: std::sync::OnceLock<GridLists> = std::sync::OnceLock::new();
+    LISTS.get_or_init(|| toml::from_str(include_str!("../../bench-suite/protocol.toml")).expect("bench-suite/protocol.toml has baselines and harmonizers lists"))
+}
+
 /// The baselines in table order: source-only, then the grid's `baselines` list of
 /// bench-suite/protocol.toml (the paper's order), so a baseline added there gets its rows here.
 pub fn baseline_order() -> &'static [String] {
     static ORDER: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    ORDER.get_or_init(|| {
-        #[derive(serde::Deserialize)]
-        struct Grid {
-            baselines: Vec<String>,
-        }
-        let grid: Grid = toml::from_str(include_str!("../../bench-suite/protocol.toml")).expect("bench-suite/protocol.toml has a baselines list");
-        std::iter::once("source-only".to_owned()).chain(grid.baselines).collect()
-    })
+    ORDER.get_or_init(|| std::iter::once("source-only".to_owned()).chain(grid_lists().baselines.iter().cloned()).collect())
 }
 
 /// A baseline's place in [`baseline_order`] (unknown baselines after the known ones).
 pub fn baseline_rank(baseline: &str) -> usize {
     let order = baseline_order();
     order.iter().position(|x| x == baseline).unwrap_or(order.len())
+}
+
+/// The harmonizers in row and colour order: the grid's `harmonizers` list of
+/// bench-suite/protocol.toml (none, GH, GH++), so a harmonizer added there gets its place here.
+pub fn harmonizer_order() -> &'static [String] {
+    &grid_lists().harmonizers
+}
+
+/// A harmonizer label's place in [`harmonizer_order`] by its method (`gh++(rotation)` ranks with
+/// `gh++`); unknown methods after the known ones.
+pub fn harmonizer_rank(label: &str) -> usize {
+    let method = label.split_once('(').map_or(label, |(m, _)| m);
+    let order = harmonizer_order();
+    order.iter().position(|x| x == method).unwrap_or(order.len())
 }
 
 /// Paper-style row name: CDAN, CDAN+GH, MCD+GH++ (α=0.25), GVB+GH (scope-only), ...
@@ -71,9 +90,7 @@ pub fn row_name(baseline: &str, harmonizer: &str) -> String {
     };
     let mut name = match method {
         "none" => base,
-        "gh" => format!("{base}+GH"),
-        "gh++" => format!("{base}+GH++"),
-        other => format!("{base}+{other}"),
+        other => format!("{base}+{}", other.to_uppercase()),
     };
     if let Some(q) = qualifiers {
         name.push_str(&format!(" ({q})"));
@@ -86,12 +103,8 @@ pub fn ordered_rows(aggs: &[Aggregate]) -> Vec<(String, String)> {
     let mut rows: BTreeSet<(usize, usize, String, String)> = BTreeSet::new();
     for a in aggs {
         let b = baseline_rank(&a.baseline);
-        let h = match a.harmonizer.as_str() {
-            "none" => 0,
-            "gh" => 1,
-            "gh++" => 2,
-            _ => 3,
-        };
+        // Variants (`gh++(α=0.25)`, `gh(scope-only)`) after the plain rows.
+        let h = harmonizer_order().iter().position(|x| *x == a.harmonizer).unwrap_or(harmonizer_order().len());
         rows.insert((b, h, a.baseline.clone(), a.harmonizer.clone()));
     }
     rows.into_iter().map(|(_, _, b, h)| (b, h)).collect()
@@ -282,7 +295,7 @@ pub fn accuracy_table(dataset: &str, selection: Selection, aggs: &[Aggregate], p
 /// Table VI: training speed and accuracy, each baseline vs its harmonized variants. Speeds come
 /// from `speeds` (bench-speed's record, or the cells not timed under load: the caption says which).
 pub fn speed_table(dataset: &str, aggs: &[Aggregate], speeds: &Speeds, paper: &PaperResults, profile: &str) -> String {
-    let aggs: Vec<&Aggregate> = aggs.iter().filter(|a| a.dataset == dataset && ["none", "gh", "gh++"].contains(&a.harmonizer.as_str())).collect();
+    let aggs: Vec<&Aggregate> = aggs.iter().filter(|a| a.dataset == dataset && harmonizer_order().contains(&a.harmonizer)).collect();
     let order = paper.task_order(dataset);
     let tasks: Vec<String> = order.iter().filter(|t| aggs.iter().any(|a| &a.task == *t)).cloned().collect();
     let owned: Vec<Aggregate> = aggs.iter().map(|a| (*a).clone()).collect();
@@ -369,6 +382,27 @@ mod tests {
         expected.extend(listed);
         expected.push("zzz-new".to_owned());
         assert_eq!(rows, expected);
+    }
+
+    #[test]
+    fn harmonizer_rows_follow_the_protocols_harmonizer_list() {
+        let grid: toml::Table = toml::from_str(include_str!("../../bench-suite/protocol.toml")).unwrap();
+        let listed: Vec<String> = grid["harmonizers"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+        assert_eq!(harmonizer_order(), listed.as_slice());
+        // Variants and unknown harmonizers after the listed ones, in each baseline's rows; a
+        // variant ranks with its method for colours and grouping.
+        let template = fixture_aggregates("digits", &["M-U".to_owned()]).remove(0);
+        let mut labels = vec!["zz-new".to_owned(), "gh++(rotation)".to_owned()];
+        labels.extend(listed.iter().rev().cloned());
+        let aggs: Vec<Aggregate> = labels.iter().map(|h| Aggregate { harmonizer: h.clone(), ..template.clone() }).collect();
+        let rows: Vec<String> = ordered_rows(&aggs).into_iter().map(|(_, h)| h).collect();
+        let mut expected = listed.clone();
+        expected.extend(["gh++(rotation)".to_owned(), "zz-new".to_owned()]);
+        assert_eq!(rows, expected);
+        assert_eq!(harmonizer_rank("gh++(rotation)"), harmonizer_rank("gh++"));
+        assert_eq!(harmonizer_rank("zz-new"), listed.len());
+        assert_eq!(row_name("cdan", "gh++(rotation)"), "CDAN+GH++ (rotation)");
+        assert_eq!(row_name("cdan", "zz-new"), "CDAN+ZZ-NEW");
     }
 
     /// Aggregates of five seeds for every task of `dataset` and the CNN baselines x three

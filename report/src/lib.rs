@@ -9,6 +9,7 @@ pub mod latex;
 pub mod paper;
 pub mod records;
 pub mod speed;
+pub mod time_split;
 
 use anyhow::{Context, Result};
 use latex::Selection;
@@ -68,6 +69,11 @@ pub fn generate_profile(runs: &Path, out: &Path, profile: &str) -> Result<Genera
     std::fs::write(&csv, aggregates_csv(&aggs))?;
     files.push(csv);
     files.extend(charts::write_all(&dir, &records, &speeds, profile)?);
+    if let Some(text) = time_split::markdown(&records, profile) {
+        let path = dir.join("time_split.md");
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        files.push(path);
+    }
     let diverged = records.iter().filter(|r| r.diverged_at.is_some()).count();
     let index = dir.join("index.md");
     std::fs::write(&index, index_text(profile, &records, missing, diverged, &files, &dir, &speeds.source.describe()))?;

@@ -36,6 +36,11 @@ pub struct CellRecord {
     /// suite processes at its start and end, or an `interrupted` reason); `None` for cells
     /// recorded before that existed.
     pub timing_loaded: Option<bool>,
+    /// Where the cell's time went (`timing.json`'s `phases`); `None` for cells recorded before
+    /// the suite split its time.
+    pub phases: Option<record_schema::PhaseSeconds>,
+    /// From the start of the cell's training to its record's end (`timing.json`).
+    pub wall_seconds: Option<f64>,
     pub iterations: u64,
     pub deviations: Vec<String>,
     /// Where it ran, as recorded ("cpu (2 threads)", "cuda:0").
@@ -105,25 +110,21 @@ pub struct ManifestCell {
 
 /// The cells of a profile's manifest (`<runs>/profiles/<profile>.json`).
 pub fn manifest(runs: &Path, profile: &str) -> Result<Vec<ManifestCell>> {
-    let path = runs.join("profiles").join(format!("{profile}.json"));
+    let path = record_schema::ProfileManifest::path(runs, profile);
     let text = fs::read_to_string(&path).with_context(|| format!("reading {} (run `bench-suite run --profile {profile}` first)", path.display()))?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-    let cells = v["cells"].as_array().with_context(|| format!("{}: no 'cells' list", path.display()))?;
-    let text_of = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    Ok(cells
-        .iter()
-        .filter(|c| !c["hash"].as_str().unwrap_or_default().is_empty()) // not runnable in that build
-        .map(|c| {
-            let hash = text_of(&c["hash"]);
-            ManifestCell {
-                done: runs.join("cells").join(&hash).join("done").is_file(),
-                hash,
-                dataset: text_of(&c["dataset"]),
-                task: text_of(&c["task"]),
-                baseline: text_of(&c["baseline"]),
-                harmonizer: text_of(&c["harmonizer"]),
-                seed: c["seed"].as_u64().unwrap_or(0),
-            }
+    let manifest: record_schema::ProfileManifest = serde_json::from_str(&text).with_context(|| format!("{} is not a profile manifest of bench-suite's (rerun `bench-suite plan --profile {profile}`)", path.display()))?;
+    Ok(manifest
+        .cells
+        .into_iter()
+        .filter(|c| !c.hash.is_empty()) // not runnable in that build
+        .map(|c| ManifestCell {
+            done: runs.join("cells").join(&c.hash).join("done").is_file(),
+            hash: c.hash,
+            dataset: c.dataset,
+            task: c.task,
+            baseline: c.baseline,
+            harmonizer: c.harmonizer,
+            seed: c.seed,
         })
         .collect())
 }
@@ -139,9 +140,10 @@ pub fn load_done(runs: &Path, cells: &[ManifestCell]) -> Result<Vec<CellRecord>>
     cells.iter().filter(|c| c.done).map(|c| load_cell(&runs.join("cells").join(&c.hash))).collect()
 }
 
-fn read_json(path: &Path) -> Result<Value> {
+/// Reads one of the schema's files; the error names the file and what it should have held.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+    serde_json::from_str(&text).with_context(|| format!("{} is not {what}", path.display()))
 }
 
 fn f(v: &Value) -> Option<f64> {
@@ -160,13 +162,13 @@ pub fn libtorch_label(libtorch: Option<&str>, cuda: Option<&str>) -> Option<Stri
 
 /// Reads one finished cell folder.
 pub fn load_cell(dir: &Path) -> Result<CellRecord> {
-    let info = read_json(&dir.join("cell.json"))?;
-    let done = read_json(&dir.join("done"))?;
+    let info: record_schema::CellInfo = read_json(&dir.join("cell.json"), "a cell description (cell.json) of bench-suite's")?;
+    let done: record_schema::RunSummary = read_json(&dir.join("done"), "a run summary (done) of bench-suite's")?;
     let record_path: PathBuf = dir.join("run.jsonl");
     let text = fs::read_to_string(&record_path).with_context(|| format!("reading {}", record_path.display()))?;
     let mut evaluations = Vec::new();
     let mut telemetry = Vec::new();
-    let mut deviations: Vec<String> = info["deviations"].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(str::to_owned)).collect();
+    let mut deviations: Vec<String> = info.deviations.clone();
     let mut spec = Value::Null;
     let mut device = String::new();
     let mut libtorch = None;
@@ -211,55 +213,41 @@ pub fn load_cell(dir: &Path) -> Result<CellRecord> {
     }
     deviations.sort();
     deviations.dedup();
-    let pairs = done["harmonization"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, p)| {
-            (
-                k.clone(),
-                PairStats {
-                    measured_steps: p["measured_steps"].as_u64().unwrap_or(0),
-                    conflict_rate: f(&p["conflict_rate"]),
-                    mean_w1: f(&p["mean_w1_in_conflict"]),
-                    mean_w2: f(&p["mean_w2_in_conflict"]),
-                },
-            )
-        })
+    let pairs = done
+        .harmonization
+        .iter()
+        .map(|(k, p)| (k.clone(), PairStats { measured_steps: p.measured_steps, conflict_rate: p.conflict_rate, mean_w1: p.mean_w1_in_conflict, mean_w2: p.mean_w2_in_conflict }))
         .collect();
-    let timing_loaded = match fs::read_to_string(dir.join("timing.json")) {
-        Ok(text) => {
-            let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", dir.join("timing.json").display()))?;
-            let snapshot = |key: &str| -> Result<crate::speed::LoadSnapshot> {
-                serde_json::from_value(v[key].clone()).with_context(|| format!("{}: no valid '{key}'", dir.join("timing.json").display()))
-            };
-            // `interrupted` (a reason, written beside the snapshots) marks a cell whose timing is
-            // known to be disturbed where the snapshots cannot see it: e.g. the process was
-            // paused (SIGSTOP) or shared the CPU only mid-cell.
-            Some(snapshot("load_start")?.is_loaded() || snapshot("load_end")?.is_loaded() || v.get("interrupted").is_some_and(|r| !r.is_null()))
-        }
+    let timing: Option<record_schema::CellTiming> = match fs::read_to_string(dir.join("timing.json")) {
+        Ok(text) => Some(serde_json::from_str(&text).with_context(|| format!("{} is not a cell timing (timing.json) of bench-suite's", dir.join("timing.json").display()))?),
         Err(_) => None,
     };
-    let text_of = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    let not_trained = done["trained"].as_str().filter(|t| *t != "as-asked").map(str::to_owned);
+    let not_trained = (done.trained != record_schema::Trained::AsAsked).then(|| done.trained.label().to_owned());
     Ok(CellRecord {
-        hash: text_of(&info["hash"]),
-        dataset: text_of(&info["dataset"]),
-        task: text_of(&info["task"]),
-        baseline: text_of(&info["baseline"]),
-        harmonizer: text_of(&info["harmonizer"]),
-        harmonizer_method: text_of(&spec["harmonizer"]["method"]),
+        hash: info.hash,
+        dataset: info.dataset,
+        task: info.task,
+        baseline: info.baseline,
+        harmonizer: info.harmonizer,
+        harmonizer_method: spec["harmonizer"]["method"].as_str().unwrap_or_default().to_owned(),
         alpha: f(&spec["harmonizer"]["alpha"]).unwrap_or(0.5),
-        seed: info["seed"].as_u64().unwrap_or(0),
-        diverged_at: (done["status"].as_str() == Some("diverged")).then(|| done["iteration"].as_u64().unwrap_or(0)),
-        final_accuracy: f(&done["final_accuracy"]).map(|a| 100.0 * a).filter(|_| not_trained.is_none()),
-        best_accuracy: f(&done["best_accuracy_oracle"]).map(|a| 100.0 * a).filter(|_| not_trained.is_none()),
+        seed: info.seed,
+        diverged_at: match done.status {
+            record_schema::RunStatus::Diverged { iteration, .. } => Some(iteration),
+            record_schema::RunStatus::Completed => None,
+        },
+        final_accuracy: done.final_accuracy.map(|a| 100.0 * a).filter(|_| not_trained.is_none()),
+        best_accuracy: done.best_accuracy_oracle.map(|a| 100.0 * a).filter(|_| not_trained.is_none()),
         not_trained,
-        seconds_per_epoch: f(&done["seconds_per_epoch"]).unwrap_or(f64::NAN),
-        seconds_per_100_steps: f(&done["seconds_per_100_steps"]).unwrap_or(f64::NAN),
-        train_seconds: f(&done["train_seconds"]).unwrap_or(f64::NAN),
-        timing_loaded,
-        iterations: done["iterations"].as_u64().unwrap_or(0),
+        seconds_per_epoch: done.seconds_per_epoch,
+        seconds_per_100_steps: done.seconds_per_100_steps,
+        train_seconds: done.train_seconds,
+        // `interrupted` (a reason, written beside the snapshots) marks a cell whose timing is
+        // known to be disturbed where the snapshots cannot see it.
+        timing_loaded: timing.as_ref().map(record_schema::CellTiming::is_loaded),
+        phases: timing.as_ref().and_then(|t| t.phases.clone()),
+        wall_seconds: timing.as_ref().and_then(|t| t.wall_seconds),
+        iterations: done.iterations,
         deviations,
         device,
         libtorch,

@@ -5,64 +5,10 @@
 
 use crate::records::CellRecord;
 use anyhow::{Context, Result};
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The load when a timing was taken, as `bench-suite` records it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct LoadSnapshot {
-    pub load_1min: f64,
-    pub load_5min: f64,
-    pub logical_cpus: usize,
-    pub suite_processes: usize,
-    #[serde(default)]
-    pub unix_time: u64,
-}
-
-impl LoadSnapshot {
-    /// More runnable threads than CPUs, or another suite process running (bench-suite's rule).
-    pub fn is_loaded(&self) -> bool {
-        self.load_1min > self.logical_cpus as f64 + 0.5 || self.suite_processes > 1
-    }
-
-    pub fn describe(&self) -> String {
-        format!("load {:.2} on {} CPUs, {} suite process(es)", self.load_1min, self.logical_cpus, self.suite_processes)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct BenchArm {
-    pub dataset: String,
-    pub task: String,
-    pub baseline: String,
-    pub harmonizer: String,
-    pub batch: usize,
-    pub seconds_per_100: Vec<f64>,
-    pub ratio_to_none: Vec<f64>,
-}
-
-/// `bench-suite bench-speed`'s record.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct BenchRecord {
-    pub profile: String,
-    pub suite_version: String,
-    pub device: String,
-    /// The libtorch loaded (absent in records written before it was recorded).
-    #[serde(default)]
-    pub libtorch: Option<String>,
-    /// CUDA runtime and cuDNN versions on a GPU.
-    #[serde(default)]
-    pub cuda: Option<String>,
-    pub torch_threads: i32,
-    pub rounds: usize,
-    pub iterations_per_round: usize,
-    pub warmup: usize,
-    pub load_before: LoadSnapshot,
-    pub load_after: LoadSnapshot,
-    pub seconds: f64,
-    pub arms: Vec<BenchArm>,
-}
+pub use record_schema::{LoadSnapshot, SpeedArm, SpeedRecord};
 
 /// Where the published speeds come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,8 +97,8 @@ impl Speeds {
 }
 
 /// Reads the benchmark record of `profile`, if there is one.
-pub fn load_bench(runs: &Path, profile: &str) -> Result<Option<BenchRecord>> {
-    let path = runs.join("bench-speed").join(format!("{profile}.json"));
+pub fn load_bench(runs: &Path, profile: &str) -> Result<Option<SpeedRecord>> {
+    let path = SpeedRecord::path(runs, profile);
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("{} is not a bench-speed record (rerun `bench-suite bench-speed --profile {profile}`)", path.display()))?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -161,10 +107,10 @@ pub fn load_bench(runs: &Path, profile: &str) -> Result<Option<BenchRecord>> {
 }
 
 /// The published speeds: the benchmark when there is one, else the cells not timed under load.
-pub fn speeds(bench: Option<&BenchRecord>, records: &[CellRecord]) -> Speeds {
+pub fn speeds(bench: Option<&SpeedRecord>, records: &[CellRecord]) -> Speeds {
     if let Some(b) = bench {
         let loaded = b.load_before.is_loaded() || b.load_after.is_loaded();
-        let load = format!("{}: {} before, {} after", if loaded { "busy machine" } else { "quiet machine" }, b.load_before.describe(), b.load_after.describe());
+        let load = format!("{}: {} before, {} after", if loaded { "busy machine" } else { "quiet machine" }, b.load_before.describe_short(), b.load_after.describe_short());
         return Speeds {
             source: Source::Bench { device: match crate::records::libtorch_label(b.libtorch.as_deref(), b.cuda.as_deref()) { Some(l) => format!("{}, libtorch {l}", b.device), None => b.device.clone() }, rounds: b.rounds, iterations_per_round: b.iterations_per_round, load },
             arms: b

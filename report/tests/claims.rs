@@ -40,6 +40,8 @@ fn cell(baseline: &str, harmonizer: &str, task: &str, seed: u64, accuracy: f64) 
         seconds_per_100_steps: 10.0,
         train_seconds: 60.0,
         timing_loaded: Some(false),
+        phases: None,
+        wall_seconds: None,
         iterations: 100,
         deviations: vec!["fixture: reduced schedule".into()],
         device: "cpu".into(),

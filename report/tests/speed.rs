@@ -23,6 +23,8 @@ fn cell(harmonizer: &str, seed: u64, secs: f64, loaded: Option<bool>) -> CellRec
         seconds_per_100_steps: secs,
         train_seconds: 60.0,
         timing_loaded: loaded,
+        phases: None,
+        wall_seconds: None,
         iterations: 100,
         deviations: Vec::new(),
         device: "cpu (2 threads)".into(),
@@ -78,4 +80,35 @@ fn a_bench_speed_record_takes_precedence() {
     std::fs::write(runs.path().join("bench-speed/p.json"), "{").unwrap();
     let err = format!("{:#}", load_bench(runs.path(), "p").unwrap_err());
     assert!(err.contains("bench-speed --profile p"), "{err}");
+}
+
+fn with_phases(mut r: CellRecord, step: f64, wall: f64) -> CellRecord {
+    r.phases = Some(record_schema::PhaseSeconds { data: 1.0, step, measured_step: 2.0, evaluation: 0.5, setup: 0.25, iterations: 100, measured_iterations: 10, ..Default::default() });
+    r.wall_seconds = Some(wall);
+    r
+}
+
+/// The time split: medians per iteration over the quiet cells only, loaded cells counted; no file
+/// for cells recorded before phases were clocked.
+#[test]
+fn the_time_split_uses_quiet_cells_and_names_the_loaded_ones() {
+    assert!(report::time_split::markdown(&[cell("none", 1, 10.0, Some(false))], "p").is_none());
+    let records = vec![
+        with_phases(cell("none", 1, 10.0, Some(false)), 9.0, 20.0),
+        with_phases(cell("none", 2, 10.0, Some(false)), 18.0, 30.0),
+        with_phases(cell("none", 3, 10.0, Some(false)), 27.0, 40.0),
+        // Loaded: its slow step must not move the medians.
+        with_phases(cell("none", 4, 10.0, Some(true)), 900.0, 999.0),
+        with_phases(cell("gh", 1, 10.0, Some(false)), 45.0, 60.0),
+    ];
+    let md = report::time_split::markdown(&records, "p").unwrap();
+    let row = |h: &str| md.lines().find(|l| l.starts_with(&format!("| M-U | mcd | {h} |"))).unwrap_or_else(|| panic!("no {h} row in\n{md}")).to_owned();
+    let none = row("none");
+    // cells (loaded) | data 1 s / 100 it = 10 ms | step median 18 s / 100 = 180 ms | measured 20 ms |
+    // telemetry 0 | device wait 0 | epoch end 0 | evaluation 5 ms | other 0 | total 215 ms |
+    // step ms 18 / 90 = 200 | telemetry step 2 / 10 = 200 | setup | train s | wall median (range)
+    assert_eq!(none, "| M-U | mcd | none | 3 (1) | 10.00 | 180.00 | 20.00 | 0.00 | 0.00 | 0.00 | 5.00 | 0.00 | 215.00 | 200.00 | 200.00 | 0.25 | 60 | 30 (20–40) |", "{md}");
+    assert!(row("gh").contains("| 1 (0) | 10.00 | 450.00 |"), "{md}");
+    let none_at = md.find("| none |").unwrap();
+    assert!(none_at < md.find("| gh |").unwrap(), "none comes before gh:\n{md}");
 }

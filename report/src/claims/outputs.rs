@@ -253,19 +253,10 @@ pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], reco
     let mut out = String::new();
     let _ = writeln!(out, "| Method | Task | Paper | Ours (mean ± std, n) | Gain over the baseline, 95% interval | Verdict | Training per cell (median, range) |");
     let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-    let name = |b: &str, h: &str| {
-        let b = b.to_uppercase();
-        match h {
-            "none" => b,
-            "gh" => format!("{b}+GH"),
-            "gh++" => format!("{b}+GH++"),
-            other => format!("{b}+{other}"),
-        }
-    };
     let mut rows: Vec<&crate::aggregate::Aggregate> = aggs.iter().collect();
     rows.sort_by_key(|a| {
         let task = paper.task_order(&a.dataset).iter().position(|t| *t == a.task).unwrap_or(usize::MAX);
-        let h = ["none", "gh", "gh++"].iter().position(|h| *h == a.harmonizer).unwrap_or(9);
+        let h = crate::latex::harmonizer_order().iter().position(|h| *h == a.harmonizer).unwrap_or(usize::MAX);
         (a.dataset.clone(), a.baseline.clone(), task, h, a.harmonizer.clone())
     });
     for a in rows {
@@ -302,7 +293,7 @@ pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], reco
         if loaded > 0 {
             time.push_str(&format!("; {loaded} timed under load left out"));
         }
-        let _ = writeln!(out, "| {} | {} | {paper_value} | {ours} | {gain} | {verdict} | {time} |", name(&a.baseline, &a.harmonizer), a.task.replace('-', "→"));
+        let _ = writeln!(out, "| {} | {} | {paper_value} | {ours} | {gain} | {verdict} | {time} |", crate::latex::row_name(&a.baseline, &a.harmonizer), a.task.replace('-', "→"));
     }
     let _ = writeln!(out, "\nProfile `{profile}`: {} finished cell(s). Accuracies: last model on the target test split, %. Gains paired by seed; verdicts from report/paper_claims.toml.", records.len());
     out
