@@ -153,7 +153,7 @@ pub(crate) enum Command {
     },
     /// Run a profile's pending cells (resumable: done cells are skipped, interrupted ones restarted).
     /// Any number of runs may share one runs folder, on one machine or many (NFS included): each
-    /// claims a cell before training it, so none trains twice. SIGTERM / Ctrl-C stop the cell in
+    /// leases a cell before training it, so none trains twice. SIGTERM / Ctrl-C stop the cell in
     /// training and leave it pending (exit status 3)
     Run {
         #[command(flatten)]
@@ -168,13 +168,13 @@ pub(crate) enum Command {
         workers: WorkerArgs,
     },
     /// The state of a profile's cells in a runs folder: done, running (host, pid, since, last
-    /// heartbeat), stale claims, failed (with the error), pending
+    /// heartbeat), stale leases, failed (with the error), pending
     Status {
         #[command(flatten)]
         grid: GridArgs,
-        /// A claim whose heartbeat is older than this counts as stale (seconds; as for `run`)
-        #[arg(long, default_value_t = 300.0)]
-        claim_timeout: f64,
+        /// A lease whose heartbeat is older than this counts as stale (seconds; as for `run`)
+        #[arg(long, alias = "claim-timeout", default_value_t = 300.0)]
+        lease_timeout: f64,
         /// List every pending cell too
         #[arg(long)]
         all: bool,
@@ -207,7 +207,7 @@ pub(crate) enum Command {
 
 #[derive(clap::Args, Clone)]
 pub(crate) struct WorkerArgs {
-    /// Worker processes on this machine, each claiming cells until none is pending (with --gpus:
+    /// Worker processes on this machine, each leasing cells until none is pending (with --gpus:
     /// workers per GPU, e.g. 4 for the small digits networks)
     #[arg(long)]
     pub(crate) workers: Option<usize>,
@@ -218,11 +218,12 @@ pub(crate) struct WorkerArgs {
     /// divided among the workers of --workers / --gpus
     #[arg(long)]
     pub(crate) threads: Option<usize>,
-    /// Seconds without a heartbeat after which another worker takes a cell's claim over (a dead
-    /// worker on this host is noticed at once)
-    #[arg(long, default_value_t = 300.0)]
-    pub(crate) claim_timeout: f64,
-    /// Seconds between a worker's heartbeats on its claim
+    /// Seconds without a heartbeat after which another worker takes a cell's lease over (a dead
+    /// worker on this host is noticed at once). Older builds called it --claim-timeout, which
+    /// still works
+    #[arg(long, alias = "claim-timeout", default_value_t = 300.0)]
+    pub(crate) lease_timeout: f64,
+    /// Seconds between a worker's heartbeats on its lease
     #[arg(long, default_value_t = 15.0)]
     pub(crate) heartbeat: f64,
     /// Progress as JSON lines on stdout (for the process that started this worker)
@@ -233,20 +234,20 @@ pub(crate) struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    pub(crate) fn timing(&self) -> Result<bench_suite::claim::ClaimTiming> {
+    pub(crate) fn timing(&self) -> Result<bench_suite::lease::LeaseTiming> {
         anyhow::ensure!(
-            self.heartbeat > 0.0 && self.claim_timeout > 2.0 * self.heartbeat,
-            "--claim-timeout ({} s) must exceed twice --heartbeat ({} s), or live workers would lose their cells",
-            self.claim_timeout,
+            self.heartbeat > 0.0 && self.lease_timeout > 2.0 * self.heartbeat,
+            "--lease-timeout ({} s) must exceed twice --heartbeat ({} s), or live workers would lose their cells",
+            self.lease_timeout,
             self.heartbeat
         );
-        Ok(bench_suite::claim::ClaimTiming { heartbeat: std::time::Duration::from_secs_f64(self.heartbeat), timeout: std::time::Duration::from_secs_f64(self.claim_timeout) })
+        Ok(bench_suite::lease::LeaseTiming { heartbeat: std::time::Duration::from_secs_f64(self.heartbeat), timeout: std::time::Duration::from_secs_f64(self.lease_timeout) })
     }
 }
 
 #[derive(Subcommand)]
 pub(crate) enum LaunchCommand {
-    /// Submit a Slurm job array whose tasks run workers that claim the profile's pending cells
+    /// Submit a Slurm job array whose tasks run workers that lease the profile's pending cells
     /// until none is left or their time is nearly up; run again to submit only what is still
     /// pending. The sbatch script comes from a template file (bench-suite/templates/slurm-array.sbatch)
     Slurm(bench_suite::slurm::SlurmArgs),

@@ -49,7 +49,7 @@ pub(crate) fn run_grid(protocol: &Protocol, profile: &str, grid: &GridArgs, devi
         shard,
         show_progress: !quiet,
         drop_stand_ins: grid.no_stand_ins,
-        claim_timing: timing,
+        lease_timing: timing,
         shutdown,
         decode_threads: workers.threads,
         events,
@@ -68,7 +68,7 @@ pub(crate) fn run_grid(protocol: &Protocol, profile: &str, grid: &GridArgs, devi
     ));
     if report.done_elsewhere + report.busy + report.failed_elsewhere > 0 {
         say(format!(
-            "  other workers: {} cell(s) published by them, {} in training by them (left to them; a claim without heartbeat for {} s is taken over by the next run), {} failed in them",
+            "  other workers: {} cell(s) published by them, {} in training by them (left to them; a lease without heartbeat for {} s is taken over by the next run), {} failed in them",
             report.done_elsewhere,
             report.busy,
             timing.timeout.as_secs(),
@@ -79,7 +79,7 @@ pub(crate) fn run_grid(protocol: &Protocol, profile: &str, grid: &GridArgs, devi
         say(format!("  diverged (a result, reported as such): {d}"));
     }
     for l in &report.lost {
-        say(format!("  lost to another worker (its claim went stale; nothing published by this one): {l}"));
+        say(format!("  lost to another worker (its lease went stale; nothing published by this one): {l}"));
     }
     for (cell, err) in &report.failed {
         say(format!("  FAILED {cell}: {err}"));
@@ -123,7 +123,7 @@ pub(crate) fn run_workers(protocol: &Protocol, profile: &str, grid: &GridArgs, d
     }
     args.extend(["run".into(), "--profile".into(), profile.to_owned(), "--runs".into(), grid.runs.display().to_string()]);
     args.extend(["--data-root".into(), data_root.display().to_string()]);
-    args.extend(["--claim-timeout".into(), workers.claim_timeout.to_string(), "--heartbeat".into(), workers.heartbeat.to_string()]);
+    args.extend(["--lease-timeout".into(), workers.lease_timeout.to_string(), "--heartbeat".into(), workers.heartbeat.to_string()]);
     args.extend(workers.numerics.worker_args());
     if let Some(shard) = &grid.shard {
         args.extend(["--shard".into(), shard.clone()]);

@@ -1,7 +1,7 @@
 //! Library behind the `bench-suite` binary: the protocol file, grid expansion, executing a run,
 //! and the step benchmark.
 
-pub mod claim;
+pub mod lease;
 pub mod execute;
 pub mod grid;
 pub mod input_bench;

@@ -115,10 +115,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             run_grid(&protocol, &profile, &grid, device, shard, &data_root, quiet, &workers)
         }
-        Command::Status { grid, claim_timeout, all } => {
+        Command::Status { grid, lease_timeout, all } => {
             let protocol = load_protocol(&cli.protocol)?;
             let (profile, device, _, _) = grid.resolve(&protocol, false)?;
-            let timing = bench_suite::claim::ClaimTiming { timeout: std::time::Duration::from_secs_f64(claim_timeout), ..Default::default() };
+            let timing = bench_suite::lease::LeaseTiming { timeout: std::time::Duration::from_secs_f64(lease_timeout), ..Default::default() };
             print!("{}", bench_suite::status::render(&protocol, &profile, &Runs::new(&grid.runs), device, grid.no_stand_ins, timing, all)?);
             Ok(())
         }

@@ -4,18 +4,18 @@
 //! <runs>/cells/<hash>/cell.json      what the cell is (labels + full RunSpec)
 //! <runs>/cells/<hash>/run.jsonl      its run record
 //! <runs>/cells/<hash>/done           marker with the summary (written before the folder appears)
-//! <runs>/cells/.tmp-<hash>-<owner>/  a cell in progress (removed and restarted once its claim is gone)
-//! <runs>/cells/.claims/<hash>.claim  which worker trains the cell now (see claim.rs)
+//! <runs>/cells/.tmp-<hash>-<owner>/  a cell in progress (removed and restarted once its lease is gone)
+//! <runs>/cells/.leases/<hash>.lease  which worker trains the cell now (see lease.rs)
 //! <runs>/cells/.failed-<hash>.txt    the error of a cell that failed (retried by a later run)
-//! <runs>/claims.log                  claim events of every worker (claimed, taken over, published)
+//! <runs>/leases.log                  lease events of every worker (leased, taken over, published)
 //! <runs>/profiles/<profile>.json     the profile's cells (what `report` reads)
 //! ```
 //!
 //! A cell's folder is named by a hash of its full configuration and appears by an atomic rename
 //! once complete, so a kill at any moment loses at most the cell in progress. Any number of
-//! workers may run one profile on one runs folder at once: each claims a cell before training it.
+//! workers may run one profile on one runs folder at once: each leases a cell before training it.
 
-use crate::claim::{self, Claim, ClaimTiming, Claims, Worker};
+use crate::lease::{self, Lease, LeaseTiming, Leases, Worker};
 use crate::execute::{self, ProgressObserver};
 use crate::grid::{self, Cell};
 use crate::protocol::Protocol;
@@ -144,7 +144,7 @@ impl Runs {
         fs::metadata(self.failed_file(hash)).and_then(|m| m.modified()).is_ok_and(|t| t >= since)
     }
 
-    /// Removes every in-progress folder of a cell (called by the worker that just claimed it).
+    /// Removes every in-progress folder of a cell (called by the worker that just leased it).
     fn remove_tmp_folders(&self, hash: &str) -> Result<()> {
         let prefix = format!(".tmp-{hash}-");
         let Ok(entries) = fs::read_dir(self.cells_dir()) else { return Ok(()) };
@@ -175,16 +175,16 @@ impl Runs {
             .collect()
     }
 
-    /// Removes folders of cells in progress whose worker is gone (no live claim of theirs), and
-    /// cell folders without a `done` marker (left by versions before claims).
-    fn clear_incomplete(&self, claims: &Claims) -> Result<usize> {
+    /// Removes folders of cells in progress whose worker is gone (no live lease of theirs), and
+    /// cell folders without a `done` marker (left by versions before leases).
+    fn clear_incomplete(&self, leases: &Leases) -> Result<usize> {
         let Ok(entries) = fs::read_dir(self.cells_dir()) else { return Ok(0) };
         let mut n = 0;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let orphan_tmp = name.strip_prefix(".tmp-").is_some_and(|rest| {
                 let (hash, owner) = rest.split_once('-').unwrap_or((rest, ""));
-                !claims.held_by_owner_tag(hash, owner)
+                !leases.held_by_owner_tag(hash, owner)
             });
             let no_marker = !name.starts_with('.') && e.path().is_dir() && !e.path().join("done").is_file();
             if orphan_tmp || no_marker {
@@ -192,11 +192,11 @@ impl Runs {
                 n += 1;
             }
         }
-        // A worker killed between publishing a cell and releasing its claim leaves a stale claim
+        // A worker killed between publishing a cell and releasing its lease leaves a stale lease
         // on a done cell: nobody would ever take it over.
-        for view in claims.all() {
+        for view in leases.all() {
             if view.stale.is_some() && self.is_done(&view.hash) {
-                claims.remove_stale(&view.hash);
+                leases.remove_stale(&view.hash);
             }
         }
         Ok(n)
@@ -206,7 +206,7 @@ impl Runs {
         let path = record_schema::ProfileManifest::path(&self.root, profile);
         fs::create_dir_all(path.parent().unwrap())?;
         // Workers on several hosts may write it at once: a temporary name of this process, then a rename.
-        let tmp = path.with_extension(format!("json.tmp.{}.{}", claim::hostname(), std::process::id()));
+        let tmp = path.with_extension(format!("json.tmp.{}.{}", lease::hostname(), std::process::id()));
         let manifest = record_schema::ProfileManifest { profile: profile.to_owned(), cells: cells.to_vec() };
         fs::write(&tmp, serde_json::to_string_pretty(&manifest)?)?;
         fs::rename(&tmp, &path)?;
@@ -306,8 +306,8 @@ pub struct RunOptions {
     /// Stop after this many cells (tests use it to simulate an interruption).
     pub max_cells: Option<usize>,
     pub drop_stand_ins: bool,
-    /// Heartbeat and stale timeout of cell claims.
-    pub claim_timing: ClaimTiming,
+    /// Heartbeat and stale timeout of cell leases.
+    pub lease_timing: LeaseTiming,
     /// Set (by SIGTERM, SIGINT or Slurm's pre-timeout signal) to stop the cell in training and
     /// leave it pending.
     pub shutdown: Arc<AtomicBool>,
@@ -329,7 +329,7 @@ impl RunOptions {
             show_progress: false,
             max_cells: None,
             drop_stand_ins: false,
-            claim_timing: ClaimTiming::default(),
+            lease_timing: LeaseTiming::default(),
             shutdown: Arc::new(AtomicBool::new(false)),
             decode_threads: None,
             events: None,
@@ -352,20 +352,20 @@ pub struct RunReport {
     pub done_elsewhere: usize,
     /// Cells that failed in another worker during this run (not retried by this one).
     pub failed_elsewhere: usize,
-    /// Cells this worker lost to another (its claim was taken over while it stalled).
+    /// Cells this worker lost to another (its lease was taken over while it stalled).
     pub lost: Vec<String>,
     /// Stopped by a signal: the cell in training was left pending.
     pub stopped: Option<String>,
 }
 
-/// Runs the profile's pending cells (those of this shard), in plan order, claiming each first:
-/// cells that other workers hold are left to them, stale claims are taken over.
+/// Runs the profile's pending cells (those of this shard), in plan order, leasing each first:
+/// cells that other workers hold are left to them, stale leases are taken over.
 pub fn run(protocol: &Protocol, profile: &str, runs: &Runs, options: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = SystemTime::now();
     fs::create_dir_all(runs.cells_dir()).with_context(|| format!("creating {}", runs.cells_dir().display()))?;
-    let claims = Claims::new(runs.root(), Worker::this_process(), options.claim_timing)?;
-    let mut report = RunReport { restarted_incomplete: runs.clear_incomplete(&claims)?, ..Default::default() };
+    let leases = Leases::new(runs.root(), Worker::this_process(), options.lease_timing)?;
+    let mut report = RunReport { restarted_incomplete: runs.clear_incomplete(&leases)?, ..Default::default() };
     let plan = plan(protocol, profile, runs, options.device, options.drop_stand_ins)?;
     runs.write_profile(profile, &plan.cells.iter().map(|c| c.info.clone()).collect::<Vec<_>>())?;
     let mine: Vec<&PlannedCell> = plan
@@ -416,13 +416,13 @@ pub fn run(protocol: &Protocol, profile: &str, runs: &Runs, options: &RunOptions
             report.failed_elsewhere += 1;
             continue;
         }
-        let Some(claim) = claims.try_claim(&info.hash, &info.label())? else {
+        let Some(lease) = leases.try_lease(&info.hash, &info.label())? else {
             report.busy += 1;
             continue;
         };
-        // Published by another worker between the check above and the claim.
+        // Published by another worker between the check above and the lease.
         if runs.is_done(&info.hash) {
-            claim.release("released: already published");
+            lease.release("released: already published");
             report.done_elsewhere += 1;
             continue;
         }
@@ -431,28 +431,28 @@ pub fn run(protocol: &Protocol, profile: &str, runs: &Runs, options: &RunOptions
         let iterations = info.spec.as_ref().map_or(0, |s| s.schedule.iterations);
         emit(serde_json::json!({"event": "cell-start", "label": info.label(), "hash": info.hash, "iterations": iterations}));
         let end = |outcome: &str, error: Option<&str>| serde_json::json!({"event": "cell-end", "label": info.label(), "hash": info.hash, "outcome": outcome, "error": error});
-        match run_claimed_cell(runs, info, &claim, options, &multi, &mut data_cache) {
+        match run_leased_cell(runs, info, &lease, options, &multi, &mut data_cache) {
             Ok(CellOutcome::Published(summary)) => {
                 let diverged = matches!(summary.status, baselines::train::RunStatus::Diverged { .. });
                 if let baselines::train::RunStatus::Diverged { iteration, reason } = &summary.status {
                     report.diverged.push(format!("{} (iteration {iteration}: {reason})", info.label()));
                 }
                 report.ran += 1;
-                claim.release("published");
+                lease.release("published");
                 emit(end(if diverged { "diverged" } else { "published" }, None));
             }
             Ok(CellOutcome::PublishedElsewhere) => {
                 report.done_elsewhere += 1;
-                claim.release("discarded: another worker published the cell first");
+                lease.release("discarded: another worker published the cell first");
                 emit(end("published-elsewhere", None));
             }
             Ok(CellOutcome::Lost) => {
                 report.lost.push(info.label());
-                claim.release("discarded: the claim was lost while training");
+                lease.release("discarded: the lease was lost while training");
                 emit(end("lost", None));
             }
             Ok(CellOutcome::Stopped(why)) => {
-                claim.release(&format!("released: {why}; the cell stays pending"));
+                lease.release(&format!("released: {why}; the cell stays pending"));
                 emit(end("stopped", Some(&why)));
                 report.stopped = Some(why);
                 break;
@@ -460,7 +460,7 @@ pub fn run(protocol: &Protocol, profile: &str, runs: &Runs, options: &RunOptions
             Err(e) => {
                 let msg = format!("{e:#}");
                 fs::write(runs.failed_file(&info.hash), &msg)?;
-                claim.release("failed");
+                lease.release("failed");
                 emit(end("failed", Some(&msg)));
                 report.failed.push((info.label(), msg));
             }
@@ -482,9 +482,9 @@ enum CellOutcome {
     Stopped(String),
 }
 
-/// Trains a claimed cell in a folder of its own and publishes it (rename onto the cell's name).
-/// Errors are the cell's failures; stops and lost claims are outcomes.
-fn run_claimed_cell(runs: &Runs, info: &CellInfo, claim: &Claim, options: &RunOptions, multi: &MultiProgress, data_cache: &mut HashMap<String, TaskData>) -> Result<CellOutcome> {
+/// Trains a leased cell in a folder of its own and publishes it (rename onto the cell's name).
+/// Errors are the cell's failures; stops and lost leases are outcomes.
+fn run_leased_cell(runs: &Runs, info: &CellInfo, lease: &Lease, options: &RunOptions, multi: &MultiProgress, data_cache: &mut HashMap<String, TaskData>) -> Result<CellOutcome> {
     let spec = info.spec.as_ref().expect("pending cells have a spec");
     // Folders of earlier owners of this cell (killed, or stopped past the timeout).
     runs.remove_tmp_folders(&info.hash)?;
@@ -499,14 +499,14 @@ fn run_claimed_cell(runs: &Runs, info: &CellInfo, claim: &Claim, options: &RunOp
         data_cache.insert(key.clone(), data);
     }
     let data = &data_cache[&key];
-    let tmp = runs.cells_dir().join(format!(".tmp-{}-{}", info.hash, claim::owner_tag(claim.owner())));
-    // Training stops when the worker is told to stop or loses the cell's claim.
-    let (shutdown, lost) = (options.shutdown.clone(), claim.lost_flag());
+    let tmp = runs.cells_dir().join(format!(".tmp-{}-{}", info.hash, lease::owner_tag(lease.owner())));
+    // Training stops when the worker is told to stop or loses the cell's lease.
+    let (shutdown, lost) = (options.shutdown.clone(), lease.lost_flag());
     let mut progress = ProgressObserver::new(spec.schedule.iterations, &format!("  {} {}", info.baseline, info.harmonizer), options.show_progress)
         .attach(multi)
         .stop_when(move || {
             if lost.load(Ordering::Relaxed) {
-                Some("its claim was taken over by another worker".into())
+                Some("its lease was taken over by another worker".into())
             } else if shutdown.load(Ordering::Relaxed) {
                 Some("a stop signal arrived".into())
             } else {
@@ -525,10 +525,10 @@ fn run_claimed_cell(runs: &Runs, info: &CellInfo, claim: &Claim, options: &RunOp
         Err(e) => {
             let _ = fs::remove_dir_all(&tmp);
             if let Some(stopped) = e.downcast_ref::<baselines::train::RunStopped>() {
-                return Ok(if claim.is_held() { CellOutcome::Stopped(stopped.reason.clone()) } else { CellOutcome::Lost });
+                return Ok(if lease.is_held() { CellOutcome::Stopped(stopped.reason.clone()) } else { CellOutcome::Lost });
             }
             // Another worker took the cell over and removed this folder under us: not a failure.
-            if !claim.is_held() {
+            if !lease.is_held() {
                 return Ok(CellOutcome::Lost);
             }
             return Err(e);
@@ -536,11 +536,11 @@ fn run_claimed_cell(runs: &Runs, info: &CellInfo, claim: &Claim, options: &RunOp
     };
     fs::write(tmp.join("cell.json"), serde_json::to_string_pretty(info)?)?;
     // What else ran while this cell was timed (the report keeps loaded timings out of speed
-    // claims), and where its time went (the task's data, loaded once per worker, excluded).
+    // leases), and where its time went (the task's data, loaded once per worker, excluded).
     let timing = record_schema::CellTiming { load_start, load_end, interrupted: None, wall_seconds: Some(wall_seconds), phases: Some(summary.phases.clone()) };
     fs::write(tmp.join("timing.json"), serde_json::to_string_pretty(&timing)?)?;
     fs::write(tmp.join("done"), serde_json::to_string_pretty(&summary)?)?;
-    if !claim.is_held() {
+    if !lease.is_held() {
         let _ = fs::remove_dir_all(&tmp);
         return Ok(CellOutcome::Lost);
     }

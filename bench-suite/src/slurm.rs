@@ -1,5 +1,5 @@
 //! `bench-suite launch slurm`: writes an sbatch job-array script from a template file and submits
-//! it. Each array task is a worker (`bench-suite run`) that claims pending cells until none is
+//! it. Each array task is a worker (`bench-suite run`) that leases pending cells until none is
 //! left; a task stopped by Slurm (time limit, scancel) leaves its cell pending, and `--requeue`
 //! puts the task back in the queue. Launching again submits work only for what is still pending.
 
@@ -56,9 +56,10 @@ pub struct SlurmArgs {
     /// Seconds before the time limit at which Slurm asks the worker to stop its cell
     #[arg(long, default_value_t = 300)]
     pub signal_before: u32,
-    /// A claim without heartbeat for this long is taken over (seconds)
-    #[arg(long, default_value_t = 300.0)]
-    pub claim_timeout: f64,
+    /// A lease without heartbeat for this long is taken over (seconds; --claim-timeout in older
+    /// builds, still accepted)
+    #[arg(long, alias = "claim-timeout", default_value_t = 300.0)]
+    pub lease_timeout: f64,
     /// Ignore the profile's split stand-ins
     #[arg(long)]
     pub no_stand_ins: bool,
@@ -144,7 +145,7 @@ pub fn script(protocol: &Protocol, protocol_file: Option<&Path>, args: &SlurmArg
     }
     command.extend(["run".into(), "--profile".into(), args.profile.clone(), "--runs".into(), runs_dir.display().to_string()]);
     command.extend(["--data-root".into(), absolute(&args.data_root)?.display().to_string(), "--quiet".into()]);
-    command.extend(["--claim-timeout".into(), args.claim_timeout.to_string()]);
+    command.extend(["--lease-timeout".into(), args.lease_timeout.to_string()]);
     if args.no_stand_ins {
         command.push("--no-stand-ins".into());
     }

@@ -1,7 +1,7 @@
 //! `bench-suite status`: what every cell of a profile is doing in a runs folder, read from the cell
-//! folders, the failure files and the claims (nothing is changed).
+//! folders, the failure files and the leases (nothing is changed).
 
-use crate::claim::{ClaimTiming, ClaimView, Claims};
+use crate::lease::{LeaseTiming, LeaseView, Leases};
 use crate::protocol::Protocol;
 use crate::runner::{self, CellState, Runs};
 use anyhow::Result;
@@ -13,55 +13,55 @@ use tch::Device;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Activity {
     Done,
-    /// A live worker holds its claim.
+    /// A live worker holds its lease.
     Running,
-    /// Claimed by a worker that stopped beating: the next worker to reach it takes it over.
-    StaleClaim(&'static str),
+    /// Leaseed by a worker that stopped beating: the next worker to reach it takes it over.
+    StaleLease(&'static str),
     Failed(String),
     Pending,
     Unsupported,
 }
 
-/// Every cell of the profile with its activity and claim (if any).
-pub fn cells(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, drop_stand_ins: bool, timing: ClaimTiming) -> Result<Vec<(runner::PlannedCell, Activity, Option<ClaimView>)>> {
+/// Every cell of the profile with its activity and lease (if any).
+pub fn cells(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, drop_stand_ins: bool, timing: LeaseTiming) -> Result<Vec<(runner::PlannedCell, Activity, Option<LeaseView>)>> {
     let plan = runner::plan(protocol, profile, runs, device, drop_stand_ins)?;
-    let claims: HashMap<String, ClaimView> = Claims::reader(runs.root(), timing).all().into_iter().map(|v| (v.hash.clone(), v)).collect();
+    let leases: HashMap<String, LeaseView> = Leases::reader(runs.root(), timing).all().into_iter().map(|v| (v.hash.clone(), v)).collect();
     Ok(plan
         .cells
         .into_iter()
         .map(|cell| {
-            let claim = claims.get(&cell.info.hash).cloned();
-            let activity = match (&cell.state, &claim) {
+            let lease = leases.get(&cell.info.hash).cloned();
+            let activity = match (&cell.state, &lease) {
                 (CellState::Done, _) => Activity::Done,
                 (CellState::Unsupported(_), _) => Activity::Unsupported,
-                (_, Some(c)) => c.stale.map_or(Activity::Running, Activity::StaleClaim),
+                (_, Some(c)) => c.stale.map_or(Activity::Running, Activity::StaleLease),
                 (CellState::Failed(e), None) => Activity::Failed(e.clone()),
                 (CellState::Pending, None) => Activity::Pending,
             };
-            (cell, activity, claim)
+            (cell, activity, lease)
         })
         .collect())
 }
 
-pub fn render(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, drop_stand_ins: bool, timing: ClaimTiming, list_pending: bool) -> Result<String> {
+pub fn render(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, drop_stand_ins: bool, timing: LeaseTiming, list_pending: bool) -> Result<String> {
     let cells = cells(protocol, profile, runs, device, drop_stand_ins, timing)?;
     let count = |f: &dyn Fn(&Activity) -> bool| cells.iter().filter(|(_, a, _)| f(a)).count();
     let mut out = String::new();
-    let now = crate::claim::now_unix();
+    let now = crate::lease::now_unix();
     writeln!(out, "profile {profile} — {} cells under {}", cells.len(), runs.root().display())?;
     writeln!(
         out,
-        "  done {}, running {}, stale claims {}, failed {}, pending {}, not runnable in this build {}",
+        "  done {}, running {}, stale leases {}, failed {}, pending {}, not runnable in this build {}",
         count(&|a| *a == Activity::Done),
         count(&|a| *a == Activity::Running),
-        count(&|a| matches!(a, Activity::StaleClaim(_))),
+        count(&|a| matches!(a, Activity::StaleLease(_))),
         count(&|a| matches!(a, Activity::Failed(_))),
         count(&|a| *a == Activity::Pending),
         count(&|a| *a == Activity::Unsupported),
     )?;
-    let claim_line = |c: &ClaimView| match &c.record {
+    let lease_line = |c: &LeaseView| match &c.record {
         Some(r) => format!("{} pid {}, since {} ago, last heartbeat {} ago", r.host, r.pid, runner::human_duration(now - r.since), runner::human_duration(c.heartbeat_age)),
-        None => format!("unreadable claim, last written {} ago", runner::human_duration(c.heartbeat_age)),
+        None => format!("unreadable lease, last written {} ago", runner::human_duration(c.heartbeat_age)),
     };
     let section = |out: &mut String, title: &str, rows: Vec<String>| -> std::fmt::Result {
         if !rows.is_empty() {
@@ -72,16 +72,16 @@ pub fn render(protocol: &Protocol, profile: &str, runs: &Runs, device: Device, d
         }
         Ok(())
     };
-    let running = cells.iter().filter(|(_, a, _)| *a == Activity::Running).map(|(c, _, v)| format!("{}  {}  [{}]", c.info.label(), v.as_ref().map(claim_line).unwrap_or_default(), c.info.hash)).collect();
+    let running = cells.iter().filter(|(_, a, _)| *a == Activity::Running).map(|(c, _, v)| format!("{}  {}  [{}]", c.info.label(), v.as_ref().map(lease_line).unwrap_or_default(), c.info.hash)).collect();
     section(&mut out, "running:", running)?;
     let stale = cells
         .iter()
         .filter_map(|(c, a, v)| match a {
-            Activity::StaleClaim(why) => Some(format!("{}  {} ({why}; the next worker takes it over)  [{}]", c.info.label(), v.as_ref().map(claim_line).unwrap_or_default(), c.info.hash)),
+            Activity::StaleLease(why) => Some(format!("{}  {} ({why}; the next worker takes it over)  [{}]", c.info.label(), v.as_ref().map(lease_line).unwrap_or_default(), c.info.hash)),
             _ => None,
         })
         .collect();
-    section(&mut out, "stale claims:", stale)?;
+    section(&mut out, "stale leases:", stale)?;
     let failed = cells
         .iter()
         .filter_map(|(c, a, _)| match a {

@@ -1,7 +1,7 @@
 //! Several workers on one machine: `bench-suite run --workers N` or `--gpus all|0,1,3` starts one
 //! worker process per slot (per GPU: it sees only that GPU, through CUDA_VISIBLE_DEVICES), divides
 //! the CPU threads among them, and shows their progress together. The workers divide the cells by
-//! claiming them (claim.rs), exactly as Slurm array tasks do.
+//! leasing them (lease.rs), exactly as Slurm array tasks do.
 
 use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -206,13 +206,13 @@ fn handle_event(bar: &ProgressBar, slot: &Slot, event: &Value, outcome: &mut Out
                 _ => {}
             }
             multi.suspend(|| eprintln!("{line}{}", event.get("error").and_then(Value::as_str).map(|e| format!(" — {e}")).unwrap_or_default()));
-            bar.set_message("claiming the next cell");
+            bar.set_message("leasing the next cell");
         }
         "stopped" => {
             *stopped = true;
             bar.set_message("stopped");
         }
-        "idle" => bar.set_message("nothing left to claim"),
+        "idle" => bar.set_message("nothing left to lease"),
         _ => {}
     }
 }

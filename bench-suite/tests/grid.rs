@@ -50,15 +50,15 @@ fn options(data: &Path) -> RunOptions {
     RunOptions::new(data, tch::Device::Cpu)
 }
 
-/// The entries of `<runs>/cells`, except the claims folder, which must be empty (no claim left).
+/// The entries of `<runs>/cells`, except the leases folder, which must be empty (no lease left).
 fn cell_dirs(runs: &Path) -> Vec<String> {
-    let claims = std::fs::read_dir(runs.join("cells/.claims")).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(claims, 0, "claims left behind");
+    let leases = std::fs::read_dir(runs.join("cells/.leases")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leases, 0, "leases left behind");
     let mut names: Vec<String> = std::fs::read_dir(runs.join("cells"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".claims")
+        .filter(|n| n != ".leases")
         .collect();
     names.sort();
     names

@@ -26,7 +26,7 @@ fn launch(dir: &Path, protocol: &Path, extra: &[&str]) -> String {
     let out = Command::new(BIN)
         .arg("--protocol")
         .arg(protocol)
-        .args(["launch", "slurm", "--profile", "many", "--gpus-per-task", "0", "--cpus-per-task", "1", "--mem", "1G", "--time", "0:15:00", "--claim-timeout", "60"])
+        .args(["launch", "slurm", "--profile", "many", "--gpus-per-task", "0", "--cpus-per-task", "1", "--mem", "1G", "--time", "0:15:00", "--lease-timeout", "60"])
         .arg("--runs")
         .arg(dir.join("runs"))
         .arg("--data-root")
@@ -66,15 +66,15 @@ fn logs(dir: &Path) -> String {
     all
 }
 
-/// Waits until array task `task` of `job` trains a CDAN cell (its worker holds that claim); its pid.
+/// Waits until array task `task` of `job` trains a CDAN cell (its worker holds that lease); its pid.
 fn wait_until_training(dir: &Path, runs: &Path, job: &str, task: u32) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         assert!(Instant::now() < deadline, "task {task} of job {job} never trained a CDAN cell: {}\n{}", squeue(job), logs(dir));
         let log = std::fs::read_to_string(dir.join(format!("runs/slurm/logs/{job}_{task}.out"))).unwrap_or_default();
         if let Some(pid) = log.lines().find_map(|l| l.strip_prefix("worker pid ")).and_then(|p| p.trim().parse::<u32>().ok()) {
-            let claims = std::fs::read_dir(runs.join("cells/.claims")).map(|d| d.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect::<Vec<_>>()).unwrap_or_default();
-            if claims.iter().any(|c| c.contains(&format!("\"pid\":{pid},")) && c.contains(" cdan ")) {
+            let leases = std::fs::read_dir(runs.join("cells/.leases")).map(|d| d.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect::<Vec<_>>()).unwrap_or_default();
+            if leases.iter().any(|c| c.contains(&format!("\"pid\":{pid},")) && c.contains(" cdan ")) {
                 std::thread::sleep(Duration::from_millis(500));
                 return pid;
             }
@@ -129,7 +129,7 @@ fn a_job_array_runs_the_grid_and_a_cancelled_task_is_made_up_by_a_relaunch() {
     };
     let after_cancel = status_text();
     eprintln!("after cancelling both tasks:\n{after_cancel}");
-    assert!(after_cancel.contains("running 0, stale claims 0, failed 0"), "{after_cancel}");
+    assert!(after_cancel.contains("running 0, stale leases 0, failed 0"), "{after_cancel}");
     let pending: usize = after_cancel.split("pending ").nth(1).and_then(|s| s.split(',').next()).and_then(|n| n.trim().parse().ok()).unwrap();
     assert!(pending >= 2, "{after_cancel}");
     // Relaunch without --workers: one task per pending cell, only those.
@@ -138,6 +138,6 @@ fn a_job_array_runs_the_grid_and_a_cancelled_task_is_made_up_by_a_relaunch() {
     wait_for_job(&job_id(&text), Duration::from_secs(600));
     assert_grid_done_once(&runs, 8);
     let events = journal(&runs);
-    let claims = events.iter().filter(|(_, _, e)| e.starts_with("claimed")).count();
-    eprintln!("slurm 2: job {job} (2 array tasks, both cancelled mid-cell), relaunch of the {pending} pending cell(s); 8 cells done once, {claims} claims, {:.1} s", started.elapsed().as_secs_f64());
+    let leases = events.iter().filter(|(_, _, e)| e.starts_with("leased")).count();
+    eprintln!("slurm 2: job {job} (2 array tasks, both cancelled mid-cell), relaunch of the {pending} pending cell(s); 8 cells done once, {leases} leases, {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -56,7 +56,7 @@ fn workers_killed_at_random_moments_and_restarted_leave_every_cell_done_once() {
     eprintln!("kill schedule seed {seed}");
     let mut rng = Lcg(seed);
     let workers = 3;
-    let start = |_: usize| -> Child { worker(dir.path(), &protocol, &["--claim-timeout", "5", "--heartbeat", "0.5"]).spawn().unwrap() };
+    let start = |_: usize| -> Child { worker(dir.path(), &protocol, &["--lease-timeout", "5", "--heartbeat", "0.5"]).spawn().unwrap() };
     let mut procs: Vec<Child> = (0..workers).map(start).collect();
     let mut killed: BTreeSet<u32> = BTreeSet::new();
     let mut kills = 0;
@@ -98,19 +98,19 @@ fn workers_killed_at_random_moments_and_restarted_leave_every_cell_done_once() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // One more run finds nothing to do and removes claims left by a worker killed between
+    // One more run finds nothing to do and removes leases left by a worker killed between
     // publishing a cell and releasing it.
     assert!(start(0).wait().unwrap().success());
     assert_grid_done_once(&runs, 20);
     let events = journal(&runs);
     let takeovers: Vec<&String> = events.iter().filter(|(_, _, e)| e.starts_with("took-over")).map(|(_, _, e)| e).collect();
-    for t in takeovers.iter().filter(|t| !t.contains("an unreadable claim")) {
+    for t in takeovers.iter().filter(|t| !t.contains("an unreadable lease")) {
         let pid: u32 = t.split("(pid ").nth(1).and_then(|s| s.split(' ').next()).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{t}"));
-        assert!(killed.contains(&pid), "a claim of a live worker was taken over: {t}");
+        assert!(killed.contains(&pid), "a lease of a live worker was taken over: {t}");
     }
-    let claimed = events.iter().filter(|(_, _, e)| e.starts_with("claimed")).count();
+    let leased = events.iter().filter(|(_, _, e)| e.starts_with("leased")).count();
     eprintln!(
-        "kill test: {workers} workers, {kills} SIGKILLs, 20 cells, {claimed} claims, {} takeovers of killed workers' claims, duplicates 0",
+        "kill test: {workers} workers, {kills} SIGKILLs, 20 cells, {leased} leases, {} takeovers of killed workers' leases, duplicates 0",
         takeovers.len()
     );
 }
@@ -132,14 +132,14 @@ fn stop_with(signals: &[i32]) {
     let protocol = protocol_file(dir.path(), 1, 100_000);
     let runs = dir.path().join("runs");
     let mut child = worker(dir.path(), &protocol, &[]).spawn().unwrap();
-    let claims = runs.join("cells/.claims");
+    let leases = runs.join("cells/.leases");
     let deadline = Instant::now() + Duration::from_secs(60);
-    // Wait until it trains: a claim and a folder in progress exist.
+    // Wait until it trains: a lease and a folder in progress exist.
     loop {
         assert!(Instant::now() < deadline, "the worker never started a cell");
-        let claimed = std::fs::read_dir(&claims).map(|d| d.count() > 0).unwrap_or(false);
+        let leased = std::fs::read_dir(&leases).map(|d| d.count() > 0).unwrap_or(false);
         let in_progress = std::fs::read_dir(runs.join("cells")).map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))).unwrap_or(false);
-        if claimed && in_progress {
+        if leased && in_progress {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -161,11 +161,11 @@ fn stop_with(signals: &[i32]) {
     assert!(err.contains("stopped by a signal"), "{err}");
     let names: Vec<String> = std::fs::read_dir(runs.join("cells")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| n.starts_with('.') && !n.starts_with(".tmp-") && !n.starts_with(".failed")), "nothing published, in progress or failed: {names:?}");
-    assert_eq!(std::fs::read_dir(&claims).unwrap().count(), 0, "the claim was released");
+    assert_eq!(std::fs::read_dir(&leases).unwrap().count(), 0, "the lease was released");
     assert!(journal(&runs).iter().any(|(_, _, e)| e.starts_with("released: a stop signal arrived")));
     let status = Command::new(BIN).arg("--protocol").arg(&protocol).args(["status", "--profile", "many", "--device", "cpu"]).arg("--runs").arg(&runs).output().unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("done 0, running 0, stale claims 0, failed 0, pending 4"), "{text}");
+    assert!(text.contains("done 0, running 0, stale leases 0, failed 0, pending 4"), "{text}");
 }
 
 #[test]
@@ -176,18 +176,18 @@ fn status_shows_running_stale_failed_and_pending_cells() {
     let p = bench_suite::protocol::Protocol::parse(&std::fs::read_to_string(&protocol).unwrap(), "test").unwrap();
     let plan = bench_suite::runner::plan(&p, "many", &bench_suite::runner::Runs::new(&runs), tch::Device::Cpu, false).unwrap();
     let hashes: Vec<String> = plan.cells.iter().map(|c| c.info.hash.clone()).collect();
-    let host = bench_suite::claim::hostname();
-    let live = bench_suite::claim::Claims::new(&runs, bench_suite::claim::Worker::this_process(), Default::default()).unwrap();
-    let _running = live.try_claim(&hashes[0], &plan.cells[0].info.label()).unwrap().unwrap();
+    let host = bench_suite::lease::hostname();
+    let live = bench_suite::lease::Leases::new(&runs, bench_suite::lease::Worker::this_process(), Default::default()).unwrap();
+    let _running = live.try_lease(&hashes[0], &plan.cells[0].info.label()).unwrap().unwrap();
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let dead = gone.id();
     gone.wait().unwrap();
-    let dead_worker = bench_suite::claim::Worker { owner: "dead-worker".into(), host: host.clone(), pid: dead, pid_start: None };
-    let stale = bench_suite::claim::Claims::new(&runs, dead_worker, Default::default()).unwrap();
-    std::mem::forget(stale.try_claim(&hashes[1], "x").unwrap().unwrap());
+    let dead_worker = bench_suite::lease::Worker { owner: "dead-worker".into(), host: host.clone(), pid: dead, pid_start: None };
+    let stale = bench_suite::lease::Leases::new(&runs, dead_worker, Default::default()).unwrap();
+    std::mem::forget(stale.try_lease(&hashes[1], "x").unwrap().unwrap());
     std::fs::write(runs.join("cells").join(format!(".failed-{}.txt", hashes[2])), "loading the data: file not found\nmore").unwrap();
     let text = bench_suite::status::render(&p, "many", &bench_suite::runner::Runs::new(&runs), tch::Device::Cpu, false, Default::default(), false).unwrap();
-    assert!(text.contains("done 0, running 1, stale claims 1, failed 1, pending 1"), "{text}");
+    assert!(text.contains("done 0, running 1, stale leases 1, failed 1, pending 1"), "{text}");
     assert!(text.contains(&format!("{host} pid {}", std::process::id())), "{text}");
     assert!(text.contains("its process is gone; the next worker takes it over"), "{text}");
     assert!(text.contains("loading the data: file not found"), "{text}");

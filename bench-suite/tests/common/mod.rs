@@ -55,7 +55,7 @@ balance_steps = 1
 
 /// Journal lines as (owner, hash, event).
 pub fn journal(runs: &Path) -> Vec<(String, String, String)> {
-    std::fs::read_to_string(runs.join("claims.log"))
+    std::fs::read_to_string(runs.join("leases.log"))
         .unwrap_or_default()
         .lines()
         .map(|l| {
@@ -67,7 +67,7 @@ pub fn journal(runs: &Path) -> Vec<(String, String, String)> {
 }
 
 /// Every cell of the grid published exactly once (one folder each; no cell published twice in the
-/// claims journal) and complete; nothing in progress left behind.
+/// leases journal) and complete; nothing in progress left behind.
 pub fn assert_grid_done_once(runs: &Path, cells: usize) {
     let published: BTreeMap<String, usize> = journal(runs).into_iter().filter(|(_, _, e)| e == "published").fold(BTreeMap::new(), |mut m, (_, h, _)| {
         *m.entry(h).or_default() += 1;
@@ -86,7 +86,7 @@ pub fn assert_grid_done_once(runs: &Path, cells: usize) {
         assert!(record.lines().last().unwrap().contains("\"event\":\"summary\""), "{d}: incomplete record");
         assert!(runs.join("cells").join(d).join("done").is_file());
     }
-    let claims: Vec<_> = std::fs::read_dir(runs.join("cells/.claims")).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(claims.is_empty(), "claims left: {claims:?}");
+    let leases: Vec<_> = std::fs::read_dir(runs.join("cells/.leases")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(leases.is_empty(), "leases left: {leases:?}");
 }
 

@@ -1,18 +1,18 @@
-//! Cell claims: how any number of workers (processes on one machine, Slurm array tasks on many
+//! Cell leases: how any number of workers (processes on one machine, Slurm array tasks on many
 //! machines sharing a filesystem, NFS included) divide a grid's cells without training one twice.
 //!
 //! ```text
-//! <runs>/cells/.claims/<hash>.claim   who trains the cell now (JSON: owner, host, pid, since)
-//! <runs>/claims.log                   one line per claim event (claimed, taken over, lost, ...)
+//! <runs>/cells/.leases/<hash>.lease   who trains the cell now (JSON: owner, host, pid, since)
+//! <runs>/leases.log                   one line per lease event (leased, taken over, lost, ...)
 //! ```
 //!
-//! - A claim is an exclusive create (`O_CREAT | O_EXCL`, atomic on local filesystems and NFSv3+),
+//! - A lease is an exclusive create (`O_CREAT | O_EXCL`, atomic on local filesystems and NFSv3+),
 //!   never a lock: nothing depends on flock, which NFS does not always honour.
-//! - The owner renews a heartbeat (the claim file's modification time) every few seconds while the
-//!   cell trains. A claim is stale when its heartbeat is older than the timeout, or at once when
+//! - The owner renews a heartbeat (the lease file's modification time) every few seconds while the
+//!   cell trains. A lease is stale when its heartbeat is older than the timeout, or at once when
 //!   its owner ran on this host and that process is gone (pid and start time checked). A stale
-//!   claim is taken over: renamed aside (only one renamer succeeds), then claimed afresh.
-//! - Each heartbeat also reads the claim back: a worker whose claim was taken over (it stalled past
+//!   lease is taken over: renamed aside (only one renamer succeeds), then leased afresh.
+//! - Each heartbeat also reads the lease back: a worker whose lease was taken over (it stalled past
 //!   the timeout) or removed learns it within one interval and stops that cell without publishing.
 //! - Publishing stays the grid's atomic rename of a complete folder onto the cell's name, which
 //!   fails when the cell already exists: a cell is published exactly once, whatever happens.
@@ -27,33 +27,33 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Why a claim is stale: its owner ran on this host and is gone.
+/// Why a lease is stale: its owner ran on this host and is gone.
 pub const PROCESS_GONE: &str = "its process is gone";
-/// Why a claim is stale: no heartbeat within the timeout.
+/// Why a lease is stale: no heartbeat within the timeout.
 pub const NO_HEARTBEAT: &str = "no heartbeat within the timeout";
 
-/// What a claim file holds.
+/// What a lease file holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClaimRecord {
+pub struct LeaseRecord {
     /// Unique per worker process: host, pid and a random part.
     pub owner: String,
     pub host: String,
     pub pid: u32,
     /// The process's start time in clock ticks since boot (/proc/<pid>/stat), to tell a reused pid.
     pub pid_start: Option<u64>,
-    /// Unix seconds when the claim was made.
+    /// Unix seconds when the lease was made.
     pub since: f64,
     /// What the cell is (for `bench-suite status`).
     #[serde(default)]
     pub label: String,
 }
 
-/// A claim as `status` sees it.
+/// A lease as `status` sees it.
 #[derive(Debug, Clone)]
-pub struct ClaimView {
+pub struct LeaseView {
     pub hash: String,
     /// None: the file is being written (or was left empty by a crash).
-    pub record: Option<ClaimRecord>,
+    pub record: Option<LeaseRecord>,
     /// Seconds since the last heartbeat.
     pub heartbeat_age: f64,
     pub stale: Option<&'static str>,
@@ -77,30 +77,30 @@ impl Worker {
     }
 }
 
-/// Claim settings: how often the owner renews its heartbeat, and when a silent claim is stale.
+/// Lease settings: how often the owner renews its heartbeat, and when a silent lease is stale.
 #[derive(Debug, Clone, Copy)]
-pub struct ClaimTiming {
+pub struct LeaseTiming {
     pub heartbeat: Duration,
     pub timeout: Duration,
 }
 
-impl Default for ClaimTiming {
+impl Default for LeaseTiming {
     /// A heartbeat every 15 s; stale after 5 minutes without one (20 missed beats: a loaded NFS
     /// server or a paused VM does not make a live worker lose its cell).
     fn default() -> Self {
-        ClaimTiming { heartbeat: Duration::from_secs(15), timeout: Duration::from_secs(300) }
+        LeaseTiming { heartbeat: Duration::from_secs(15), timeout: Duration::from_secs(300) }
     }
 }
 
-pub struct Claims {
+pub struct Leases {
     dir: PathBuf,
     log: PathBuf,
     worker: Worker,
-    timing: ClaimTiming,
+    timing: LeaseTiming,
 }
 
-/// A held claim; its heartbeat thread runs until `release` (or drop).
-pub struct Claim {
+/// A held lease; its heartbeat thread runs until `release` (or drop).
+pub struct Lease {
     path: PathBuf,
     owner: String,
     lost: Arc<AtomicBool>,
@@ -125,16 +125,17 @@ impl Journal {
     }
 }
 
-impl Claims {
-    pub fn new(runs_root: &Path, worker: Worker, timing: ClaimTiming) -> Result<Claims> {
-        let dir = runs_root.join("cells").join(".claims");
+impl Leases {
+    pub fn new(runs_root: &Path, worker: Worker, timing: LeaseTiming) -> Result<Leases> {
+        refuse_beside_older_workers(runs_root, &worker, timing)?;
+        let dir = runs_root.join("cells").join(".leases");
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Claims { dir, log: runs_root.join("claims.log"), worker, timing })
+        Ok(Leases { dir, log: runs_root.join("leases.log"), worker, timing })
     }
 
     /// Only reads (for `status`): does not create the folder.
-    pub fn reader(runs_root: &Path, timing: ClaimTiming) -> Claims {
-        Claims { dir: runs_root.join("cells").join(".claims"), log: runs_root.join("claims.log"), worker: Worker::this_process(), timing }
+    pub fn reader(runs_root: &Path, timing: LeaseTiming) -> Leases {
+        Leases { dir: runs_root.join("cells").join(".leases"), log: runs_root.join("leases.log"), worker: Worker::this_process(), timing }
     }
 
     pub fn worker(&self) -> &Worker {
@@ -142,20 +143,20 @@ impl Claims {
     }
 
     fn path(&self, hash: &str) -> PathBuf {
-        self.dir.join(format!("{hash}.claim"))
+        self.dir.join(format!("{hash}.lease"))
     }
 
     fn journal(&self) -> Journal {
         Journal { path: self.log.clone(), owner: self.worker.owner.clone() }
     }
 
-    /// Claims the cell, taking over a stale claim; None when a live worker holds it.
-    pub fn try_claim(&self, hash: &str, label: &str) -> Result<Option<Claim>> {
+    /// Leases the cell, taking over a stale lease; None when a live worker holds it.
+    pub fn try_lease(&self, hash: &str, label: &str) -> Result<Option<Lease>> {
         let path = self.path(hash);
         for _attempt in 0..3 {
             match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
-                    let record = ClaimRecord {
+                    let record = LeaseRecord {
                         owner: self.worker.owner.clone(),
                         host: self.worker.host.clone(),
                         pid: self.worker.pid,
@@ -166,7 +167,7 @@ impl Claims {
                     file.write_all(serde_json::to_string(&record)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
                     file.sync_all().ok();
                     let journal = self.journal();
-                    journal.write(hash, &format!("claimed {label}"));
+                    journal.write(hash, &format!("leased {label}"));
                     return Ok(Some(self.start_heartbeat(hash, path, journal)));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -177,38 +178,38 @@ impl Claims {
                     let Some(why) = view.stale else { return Ok(None) };
                     self.take_over(hash, &path, &view, why)?;
                 }
-                Err(e) => return Err(e).with_context(|| format!("claiming {}", path.display())),
+                Err(e) => return Err(e).with_context(|| format!("leasing {}", path.display())),
             }
         }
         Ok(None)
     }
 
-    /// Moves a stale claim aside so that it can be claimed again. Only one worker's rename
-    /// succeeds; if what it moved turns out to be a fresh claim (renewed or re-made after we looked),
-    /// it is put back with a hard link, which fails rather than overwrite a newer claim.
-    fn take_over(&self, hash: &str, path: &Path, judged: &ClaimView, why: &str) -> Result<()> {
-        let aside = self.dir.join(format!("{hash}.claim.taken-{}", owner_tag(&self.worker.owner)));
+    /// Moves a stale lease aside so that it can be leased again. Only one worker's rename
+    /// succeeds; if what it moved turns out to be a fresh lease (renewed or re-made after we looked),
+    /// it is put back with a hard link, which fails rather than overwrite a newer lease.
+    fn take_over(&self, hash: &str, path: &Path, judged: &LeaseView, why: &str) -> Result<()> {
+        let aside = self.dir.join(format!("{hash}.lease.taken-{}", owner_tag(&self.worker.owner)));
         match fs::rename(path, &aside) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e).with_context(|| format!("taking over {}", path.display())),
         }
         let moved = read_record(&aside).map(|r| r.owner);
-        let same_claim = moved == judged.record.as_ref().map(|r| r.owner.clone());
+        let same_lease = moved == judged.record.as_ref().map(|r| r.owner.clone());
         let renewed = why != PROCESS_GONE && heartbeat_age(&aside).is_some_and(|age| age <= self.timing.timeout.as_secs_f64());
-        if !same_claim || renewed {
-            // Not the claim we judged stale, or its owner came back: put it back where it was.
+        if !same_lease || renewed {
+            // Not the lease we judged stale, or its owner came back: put it back where it was.
             let _ = fs::hard_link(&aside, path);
             let _ = fs::remove_file(&aside);
             return Ok(());
         }
         let _ = fs::remove_file(&aside);
-        let previous = judged.record.as_ref().map(|r| format!("{} (pid {} on {})", r.owner, r.pid, r.host)).unwrap_or_else(|| "an unreadable claim".into());
+        let previous = judged.record.as_ref().map(|r| format!("{} (pid {} on {})", r.owner, r.pid, r.host)).unwrap_or_else(|| "an unreadable lease".into());
         self.journal().write(hash, &format!("took-over {previous}: {why}"));
         Ok(())
     }
 
-    fn start_heartbeat(&self, hash: &str, path: PathBuf, journal: Journal) -> Claim {
+    fn start_heartbeat(&self, hash: &str, path: PathBuf, journal: Journal) -> Lease {
         let lost = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let journal = Arc::new(Mutex::new(journal));
@@ -234,11 +235,11 @@ impl Claims {
                 }
             }
         });
-        Claim { path, owner: self.worker.owner.clone(), lost, stop, thread: Some(thread), log: journal, hash: hash.to_owned() }
+        Lease { path, owner: self.worker.owner.clone(), lost, stop, thread: Some(thread), log: journal, hash: hash.to_owned() }
     }
 
-    /// The claim on a cell, if any, and whether it is stale.
-    pub fn view(&self, hash: &str) -> Option<ClaimView> {
+    /// The lease on a cell, if any, and whether it is stale.
+    pub fn view(&self, hash: &str) -> Option<LeaseView> {
         let path = self.path(hash);
         let age = heartbeat_age(&path)?;
         let record = read_record(&path);
@@ -247,43 +248,43 @@ impl Claims {
             _ if age > self.timing.timeout.as_secs_f64() => Some(NO_HEARTBEAT),
             _ => None,
         };
-        Some(ClaimView { hash: hash.to_owned(), record, heartbeat_age: age, stale })
+        Some(LeaseView { hash: hash.to_owned(), record, heartbeat_age: age, stale })
     }
 
-    /// Every claim file (for `status`).
-    pub fn all(&self) -> Vec<ClaimView> {
+    /// Every lease file (for `status`).
+    pub fn all(&self) -> Vec<LeaseView> {
         let Ok(entries) = fs::read_dir(&self.dir) else { return Vec::new() };
-        let mut views: Vec<ClaimView> = entries
+        let mut views: Vec<LeaseView> = entries
             .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".claim")).map(str::to_owned))
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".lease")).map(str::to_owned))
             .filter_map(|hash| self.view(&hash))
             .collect();
         views.sort_by(|a, b| a.hash.cmp(&b.hash));
         views
     }
 
-    /// Removes the cell's claim if it is (still) stale.
+    /// Removes the cell's lease if it is (still) stale.
     pub fn remove_stale(&self, hash: &str) {
         if let Some(view) = self.view(hash).filter(|v| v.stale.is_some()) {
             let _ = fs::remove_file(self.path(hash));
-            let owner = view.record.map(|r| r.owner).unwrap_or_else(|| "an unreadable claim".into());
-            self.journal().write(hash, &format!("removed the stale claim of {owner} on a published cell"));
+            let owner = view.record.map(|r| r.owner).unwrap_or_else(|| "an unreadable lease".into());
+            self.journal().write(hash, &format!("removed the stale lease of {owner} on a published cell"));
         }
     }
 
-    /// Whether a live claim on the cell belongs to the worker whose [`owner_tag`] is `tag`.
+    /// Whether a live lease on the cell belongs to the worker whose [`owner_tag`] is `tag`.
     pub fn held_by_owner_tag(&self, hash: &str, tag: &str) -> bool {
         self.view(hash).is_some_and(|v| v.stale.is_none() && v.record.is_some_and(|r| owner_tag(&r.owner) == tag))
     }
 }
 
-impl Claim {
-    /// Set by the heartbeat thread when the claim was taken over or removed.
+impl Lease {
+    /// Set by the heartbeat thread when the lease was taken over or removed.
     pub fn lost_flag(&self) -> Arc<AtomicBool> {
         self.lost.clone()
     }
 
-    /// Reads the claim back: still ours?
+    /// Reads the lease back: still ours?
     pub fn is_held(&self) -> bool {
         !self.lost.load(Ordering::Relaxed) && read_record(&self.path).map(|r| r.owner) == Some(self.owner.clone())
     }
@@ -292,18 +293,18 @@ impl Claim {
         &self.owner
     }
 
-    /// Writes an event about this cell to the claims journal.
+    /// Writes an event about this cell to the leases journal.
     pub fn note(&self, event: &str) {
         self.log.lock().unwrap().write(&self.hash, event);
     }
 
-    /// Stops the heartbeat and removes the claim if it is still ours.
+    /// Stops the heartbeat and removes the lease if it is still ours.
     pub fn release(mut self, event: &str) {
         self.give_up();
         self.note(event);
     }
 
-    /// Stops the heartbeat and removes the claim file if it is still ours (once).
+    /// Stops the heartbeat and removes the lease file if it is still ours (once).
     fn give_up(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         let Some(t) = self.thread.take() else { return };
@@ -314,19 +315,52 @@ impl Claim {
     }
 }
 
-impl Drop for Claim {
+impl Drop for Lease {
     fn drop(&mut self) {
         self.give_up();
     }
 }
 
-fn read_record(path: &Path) -> Option<ClaimRecord> {
+/// Where builds before the rename kept their leases (then called claims): `<runs>/cells/.claims/<hash>.claim`,
+/// with the same JSON as a [`LeaseRecord`].
+pub const OLDER_BUILDS_DIR: &str = ".claims";
+
+/// A worker of an older build training in this runs folder holds its cell in [`OLDER_BUILDS_DIR`],
+/// which this build does not read: running beside it could train that cell twice, so refuse,
+/// saying which worker and what to do. Its stale files (no heartbeat within the timeout, or a
+/// process of this host that is gone) are ignored.
+fn refuse_beside_older_workers(runs_root: &Path, worker: &Worker, timing: LeaseTiming) -> Result<()> {
+    let dir = runs_root.join("cells").join(OLDER_BUILDS_DIR);
+    let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(hash) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".claim")) else { continue };
+        let Some(age) = heartbeat_age(&path) else { continue };
+        let record = read_record(&path);
+        let gone = record.as_ref().is_some_and(|r| r.host == worker.host && !process_alive(r.pid, r.pid_start));
+        if gone || age > timing.timeout.as_secs_f64() {
+            continue;
+        }
+        let who = record.map(|r| format!("{} (pid {} on {})", r.label, r.pid, r.host)).unwrap_or_else(|| "an unreadable record".into());
+        anyhow::bail!(
+            "{}: a worker of an older bench-suite build is training cell {hash}, {who}, last heartbeat {age:.0} s ago. \
+             That build keeps its cell locks in cells/{OLDER_BUILDS_DIR}/, which this one does not read (it uses cells/.leases/), \
+             so the two could train one cell twice. Let that worker finish or stop it, or run the same build as it; \
+             its file stops counting once it has had no heartbeat for --lease-timeout ({} s).",
+            path.display(),
+            timing.timeout.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn read_record(path: &Path) -> Option<LeaseRecord> {
     serde_json::from_str(&fs::read_to_string(path).ok()?).ok()
 }
 
 fn heartbeat_age(path: &Path) -> Option<f64> {
     let modified = fs::metadata(path).ok()?.modified().ok()?;
-    // A claim renewed on a host whose clock runs ahead looks younger than 0: count it as fresh.
+    // A lease renewed on a host whose clock runs ahead looks younger than 0: count it as fresh.
     Some(SystemTime::now().duration_since(modified).map(|d| d.as_secs_f64()).unwrap_or(0.0))
 }
 
