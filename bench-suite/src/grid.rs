@@ -137,14 +137,13 @@ pub fn cells(protocol: &Protocol, profile_name: &str) -> Result<Vec<Cell>> {
     let rule = profile.ghpp_rule.unwrap_or_default();
     let mut harmonizers = Vec::new();
     for h in &harmonizer_names {
-        match h.parse::<Method>()? {
-            Method::GhPlusPlus => {
-                for &a in &alphas {
-                    harmonizers.push(Harmonizer::gh_plus_plus(a, rule)?);
-                }
+        let method = h.parse::<Method>()?;
+        if method.takes_alpha_and_rule() {
+            for &a in &alphas {
+                harmonizers.push(Harmonizer::new(method, a, rule)?);
             }
-            Method::Gh => harmonizers.push(Harmonizer::gh()),
-            Method::None => harmonizers.push(Harmonizer::none()),
+        } else {
+            harmonizers.push(Harmonizer::new(method, Harmonizer::DEFAULT_ALPHA, GhppRule::default())?);
         }
     }
     let mut stand_ins = SplitStandIns::new();

@@ -131,7 +131,13 @@ impl Protocol {
     pub fn baseline_method(&self, baseline: &str) -> Result<(MethodName, Option<&toml::Table>)> {
         match self.variants.get(baseline) {
             Some(v) => Ok((MethodName::parse(&v.method)?, Some(&v.set))),
-            None => Ok((MethodName::parse(baseline).map_err(|_| anyhow::anyhow!("baseline '{baseline}' is not implemented yet"))?, None)),
+            None => Ok((
+                MethodName::parse(baseline).map_err(|_| {
+                    let known: Vec<&str> = MethodName::ALL.iter().map(|m| m.name()).chain(self.variants.keys().map(String::as_str)).collect();
+                    anyhow::anyhow!("baseline '{baseline}' is not implemented (this build and protocol have: {})", known.join(", "))
+                })?,
+                None,
+            )),
         }
     }
 

@@ -35,11 +35,9 @@ use std::path::PathBuf;
 #[derive(Clone, Debug, clap::Args)]
 #[command(after_long_help = AFTER_HELP)]
 pub struct RunOneArgs {
-    /// source-only, cdan, mcd, dwl, gvb, ssrt or ssrt* (SSRT with an ImageNet-1K-only ViT)
-    #[arg(long)]
+    #[arg(long, help = method_help())]
     pub method: String,
-    /// none, gh or gh++
-    #[arg(long, default_value = "none")]
+    #[arg(long, default_value = "none", help = harmonizer_help())]
     pub harmonizer: Method,
     /// GH++ trade-off α in [0, 1]
     #[arg(long, default_value_t = Harmonizer::DEFAULT_ALPHA)]
@@ -259,6 +257,24 @@ fn train_sizes(task: &Task, stand_ins: &SplitStandIns, data_root: &std::path::Pa
             Ok((TrainSizes { source: s.len(), target: t.len() }, format!("listed in {} and {}", s.origin, t.origin)))
         }
     }
+}
+
+/// `--method`'s help, from the method registry and the built-in protocol's variants, so that a
+/// baseline added to either is listed without editing this file.
+fn method_help() -> String {
+    let methods: Vec<&str> = baselines::methods::MethodName::ALL.iter().map(|m| m.name()).collect();
+    let mut help = format!("The baseline: {}", methods.join(", "));
+    if let Ok(protocol) = Protocol::embedded() {
+        for (name, variant) in &protocol.variants {
+            help.push_str(&format!("; or {name}: {}", variant.description));
+        }
+    }
+    help
+}
+
+/// `--harmonizer`'s help, from the harmonizer crate's list of methods.
+fn harmonizer_help() -> String {
+    format!("The harmonizer: {}", Method::ALL.map(|m| m.name()).join(", "))
 }
 
 /// Turns `run-one`'s flags into the run: reads no images (own data: its listing and, to pick
@@ -639,6 +655,24 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: RunOneArgs,
+    }
+
+    /// The help and the errors list what the registry, the protocol and the harmonizer crate
+    /// hold, so that adding a baseline or a harmonizer needs no edit here.
+    #[test]
+    fn method_and_harmonizer_lists_come_from_the_registries() {
+        let help = <Cli as clap::CommandFactory>::command().render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let listed = help.split("The baseline: ").nth(1).and_then(|h| h.split(';').next()).unwrap_or_default();
+        let names: Vec<&str> = baselines::methods::MethodName::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(listed, names.join(", "), "{help}");
+        assert!(help.contains("; or ssrt*: SSRT with an ImageNet-1K-only ViT-B/16"), "{help}");
+        assert!(help.contains("The harmonizer: none, gh, gh++"), "{help}");
+        let protocol = Protocol::embedded().unwrap();
+        let err = format!("{:#}", resolve(&protocol, &args(&["--method", "newda", "--task", "M-U"])).unwrap_err());
+        assert!(err.contains("baseline 'newda' is not implemented") && err.contains("cdan") && err.contains("ssrt*"), "{err}");
+        let err = Cli::try_parse_from(["run-one", "--method", "cdan", "--task", "M-U", "--harmonizer", "gh+"]).err().unwrap().to_string();
+        assert!(err.contains("expected one of none, gh, gh++"), "{err}");
     }
 
     fn args(line: &[&str]) -> RunOneArgs {

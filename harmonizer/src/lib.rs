@@ -36,6 +36,12 @@ impl Method {
             Method::GhPlusPlus => "gh++",
         }
     }
+
+    /// Whether the method reads α and a [`GhppRule`] (GH++); the others ignore both, so a grid
+    /// builds one harmonizer of them however many α a profile lists.
+    pub fn takes_alpha_and_rule(self) -> bool {
+        self == Method::GhPlusPlus
+    }
 }
 
 impl fmt::Display for Method {
@@ -93,7 +99,7 @@ impl std::str::FromStr for GhppRule {
 pub enum HarmonizerError {
     #[error("GH++ alpha must lie in [0, 1], got {0} (alpha splits the deviation θ−90° between the two gradients; the paper uses 0.5)")]
     AlphaOutOfRange(f64),
-    #[error("unknown harmonizer '{0}': expected one of none, gh, gh++")]
+    #[error("unknown harmonizer '{0}': expected one of {known}", known = Method::ALL.map(Method::name).join(", "))]
     UnknownMethod(String),
     #[error("unknown GH++ rule '{0}': expected released (the authors' code, default) or rotation")]
     UnknownRule(String),
@@ -223,7 +229,7 @@ impl Harmonizer {
     /// `gh(scope-only)`. The paper's variants carry no qualifier.
     pub fn label(&self) -> String {
         let mut qualifiers = Vec::new();
-        if self.method == Method::GhPlusPlus {
+        if self.method.takes_alpha_and_rule() {
             if self.rule != GhppRule::Released {
                 qualifiers.push(self.rule.name().to_owned());
             }
