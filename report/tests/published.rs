@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 const PROFILE: &str = "digits-paper-cdan";
-const TEXT_OUTPUTS: [&str; 6] = ["headline.md", "claims.md", "table_digits_last.tex", "table_digits_best.tex", "aggregates.csv", "index.md"];
+const TEXT_OUTPUTS: [&str; 7] = ["headline.md", "claims.md", "table_digits_last.tex", "table_digits_best.tex", "aggregates.csv", "index.md", "time_split.md"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
