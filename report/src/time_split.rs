@@ -3,18 +3,9 @@
 //! training iteration, median over the cells not timed under load.
 
 use crate::records::CellRecord;
+use crate::speed::{median, min_max};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
-}
 
 fn ms(v: Option<f64>) -> String {
     v.map(|s| format!("{:.2}", 1000.0 * s)).unwrap_or_else(|| "–".into())
@@ -71,16 +62,16 @@ pub fn markdown(records: &[CellRecord], profile: &str) -> Option<String> {
             let loaded = by_count - quiet.len();
             let mut row = vec![task.clone(), baseline.clone(), harmonizer.to_owned(), format!("{} ({loaded})", quiet.len())];
             for (k, _) in phase_names.iter().enumerate() {
-                row.push(ms(median(phases.iter().map(|p| p.per_iteration()[k].1).collect())));
+                row.push(ms(median(&phases.iter().map(|p| p.per_iteration()[k].1).collect::<Vec<f64>>())));
             }
-            row.push(ms(median(phases.iter().map(|p| p.per_iteration().iter().map(|(_, s)| s).sum()).collect())));
-            row.push(ms(median(phases.iter().filter_map(|p| p.plain_step()).collect())));
-            row.push(ms(median(phases.iter().filter_map(|p| p.telemetry_step()).collect())));
-            row.push(seconds(median(phases.iter().map(|p| p.setup).collect()), 2));
-            row.push(seconds(median(quiet.iter().map(|r| r.train_seconds).collect()), 0));
+            row.push(ms(median(&phases.iter().map(|p| p.per_iteration().iter().map(|(_, s)| s).sum()).collect::<Vec<f64>>())));
+            row.push(ms(median(&phases.iter().filter_map(|p| p.plain_step()).collect::<Vec<f64>>())));
+            row.push(ms(median(&phases.iter().filter_map(|p| p.telemetry_step()).collect::<Vec<f64>>())));
+            row.push(seconds(median(&phases.iter().map(|p| p.setup).collect::<Vec<f64>>()), 2));
+            row.push(seconds(median(&quiet.iter().map(|r| r.train_seconds).collect::<Vec<f64>>()), 0));
             let walls: Vec<f64> = quiet.iter().filter_map(|r| r.wall_seconds).collect();
-            row.push(match (median(walls.clone()), walls.iter().cloned().reduce(f64::min), walls.iter().cloned().reduce(f64::max)) {
-                (Some(m), Some(lo), Some(hi)) => format!("{m:.0} ({lo:.0}–{hi:.0})"),
+            row.push(match (median(&walls), min_max(&walls)) {
+                (Some(m), Some((lo, hi))) => format!("{m:.0} ({lo:.0}–{hi:.0})"),
                 _ => "–".into(),
             });
             let _ = writeln!(out, "| {} |", row.join(" | "));
