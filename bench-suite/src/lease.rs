@@ -243,11 +243,7 @@ impl Leases {
         let path = self.path(hash);
         let age = heartbeat_age(&path)?;
         let record = read_record(&path);
-        let stale = match &record {
-            Some(r) if r.host == self.worker.host && !process_alive(r.pid, r.pid_start) => Some(PROCESS_GONE),
-            _ if age > self.timing.timeout.as_secs_f64() => Some(NO_HEARTBEAT),
-            _ => None,
-        };
+        let stale = staleness(record.as_ref(), age, &self.worker, self.timing);
         Some(LeaseView { hash: hash.to_owned(), record, heartbeat_age: age, stale })
     }
 
@@ -321,6 +317,16 @@ impl Drop for Lease {
     }
 }
 
+/// Why a lease file (its record, if readable, and its heartbeat's age in seconds) no longer
+/// holds its cell, as `worker` sees it; None while its owner counts as alive.
+fn staleness(record: Option<&LeaseRecord>, age: f64, worker: &Worker, timing: LeaseTiming) -> Option<&'static str> {
+    match record {
+        Some(r) if r.host == worker.host && !process_alive(r.pid, r.pid_start) => Some(PROCESS_GONE),
+        _ if age > timing.timeout.as_secs_f64() => Some(NO_HEARTBEAT),
+        _ => None,
+    }
+}
+
 /// Where builds before the rename kept their leases (then called claims): `<runs>/cells/.claims/<hash>.claim`,
 /// with the same JSON as a [`LeaseRecord`].
 pub const OLDER_BUILDS_DIR: &str = ".claims";
@@ -337,8 +343,7 @@ fn refuse_beside_older_workers(runs_root: &Path, worker: &Worker, timing: LeaseT
         let Some(hash) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".claim")) else { continue };
         let Some(age) = heartbeat_age(&path) else { continue };
         let record = read_record(&path);
-        let gone = record.as_ref().is_some_and(|r| r.host == worker.host && !process_alive(r.pid, r.pid_start));
-        if gone || age > timing.timeout.as_secs_f64() {
+        if staleness(record.as_ref(), age, worker, timing).is_some() {
             continue;
         }
         let who = record.map(|r| format!("{} (pid {} on {})", r.label, r.pid, r.host)).unwrap_or_else(|| "an unreadable record".into());
