@@ -2,12 +2,14 @@
 //! without harmonization, and beats chance; the same seed gives the same run.
 
 use baselines::data::synthetic::easy_task;
-use baselines::data::{DigitsFormat, DigitsTask, TaskData};
+use baselines::data::{DigitsFormat, TaskData};
 use baselines::harmonizer::{GhppRule, Harmonizer, OutsideScope};
-use baselines::methods::common::{LrSchedule, Sgd};
-use baselines::methods::{cdan, dwl, gvb, mcd, source_only, BackwardPath, MethodConfig};
+use baselines::methods::{BackwardPath, MethodConfig};
 use baselines::train::{judge_trained, run, NoObserver, RunObserver, RunSpec, RunStatus, RunSummary, Schedule, Trained};
 use tch::Device;
+
+mod tiny;
+use tiny::configs;
 
 /// libtorch's random generator (initialisation, dropout) is global to the process: tests that
 /// depend on it take this lock so that parallel test threads do not interleave their draws.
@@ -17,79 +19,8 @@ fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
     TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn sgd(lr: f64) -> Sgd {
-    Sgd { lr, momentum: 0.9, weight_decay: 5e-4, nesterov: false }
-}
-
-/// Small versions of every baseline (narrow heads, small batches) for CPU tests.
-fn configs() -> Vec<MethodConfig> {
-    vec![
-        MethodConfig::SourceOnly(source_only::Config { batch: 32, sgd: sgd(0.01), lr_schedule: LrSchedule::Fixed }),
-        MethodConfig::Cdan(cdan::Config {
-            batch: 32,
-            sgd: sgd(0.01),
-            lr_schedule: LrSchedule::EpochStep { every: 2, gamma: 0.5 },
-            discriminator_lr_schedule: LrSchedule::Fixed,
-            trade_off: 1.0,
-            conditioning: cdan::Conditioning::Random { dim: 64 },
-            discriminator_hidden: 64,
-            grl_max_iter: 10000,
-            source_only_epochs: 1,
-            joint_forward: true,
-            backbone: None, bottleneck: None, multipliers: Default::default(),
-        }),
-        MethodConfig::Mcd(mcd::Config {
-            batch: 32,
-            lr: 0.02,
-            momentum_generator: 0.0,
-            momentum_heads: 0.9,
-            weight_decay: 5e-4,
-            trade_off: 0.3,
-            entropy_weight: 0.03,
-            num_k: 2,
-            head_hidden: 64,
-            backbone: None,
-        }),
-        MethodConfig::Dwl(dwl::Config {
-            batch: 16,
-            lr: 0.01,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-            source_steps: 2,
-            balance_steps: 2,
-            adversarial_weight: 0.2,
-            pseudo_label_threshold: 0.9,
-            initial_balance: 0.5,
-            backbone: None,
-        }),
-        MethodConfig::Gvb(gvb::Config {
-            batch: 32,
-            sgd: sgd(0.01),
-            lr_schedule: LrSchedule::Inv { gamma: 0.001, power: 0.75 },
-            trade_off: 1.0,
-            gvbg_weight: 1.0,
-            gvbd_weight: 1.0,
-            discriminator_hidden: 64,
-            grl_max_iter: 10000,
-            joint_forward: true, backbone: None, multipliers: Default::default(),
-        }),
-    ]
-}
-
 fn spec(method: MethodConfig, harmonizer: Harmonizer, iterations: u64) -> RunSpec {
-    RunSpec {
-        task: DigitsTask::parse("mnist-usps").unwrap().into(),
-        images: None,
-        digits_input: None,
-        seed: 3,
-        method,
-        harmonizer,
-        schedule: Schedule { iterations, iters_per_epoch: 20, eval_every: 20 },
-        stand_ins: Default::default(),
-        telemetry_every: 2,
-        backward: BackwardPath::TwoPass,
-        requested_deviations: Vec::new(),
-    }
+    tiny::spec(method, harmonizer, Schedule { iterations, iters_per_epoch: 20, eval_every: 20 })
 }
 
 fn data() -> TaskData {

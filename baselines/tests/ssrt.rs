@@ -6,34 +6,18 @@
 use baselines::data::synthetic::easy_task;
 use baselines::data::{DigitsFormat, DigitsTask};
 use baselines::harmonizer::{GhppRule, Harmonizer};
-use baselines::methods::common::{GroupMultipliers, LrSchedule, Multipliers, Sgd};
-use baselines::methods::ssrt::{self, SafeTrainingConfig, SafeTrainingMode, Ssrt};
+use baselines::methods::ssrt::{self, SafeTrainingMode, Ssrt};
 use baselines::methods::{BackwardPath, MethodConfig, Setup, StepContext, UdaMethod, Batch};
-use baselines::networks::vit::{VitBackbone, VitConfig, VitWeights};
 use baselines::networks::{Dropout, Network};
 use baselines::train::{run, NoObserver, RunSpec, RunStatus, Schedule};
 use tch::{Device, Tensor};
 
+mod tiny;
+
 static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn config(mode: SafeTrainingMode) -> ssrt::Config {
-    ssrt::Config {
-        batch: 8,
-        sgd: Sgd { lr: 0.01, momentum: 0.9, weight_decay: 5e-4, nesterov: true },
-        lr_schedule: LrSchedule::Inv { gamma: 0.001, power: 0.75 },
-        multipliers: GroupMultipliers { lr: Multipliers { backbone: 0.1, new_layers: 1.0 }, weight_decay: Multipliers::default() },
-        bottleneck: 32,
-        sr_alpha: 0.2,
-        sr_layers: vec![0, 1],
-        sr_loss_weight: 0.2,
-        sr_epsilon: 0.4,
-        sr_loss_p: 0.5,
-        domain_loss_weight: 1.0,
-        safe_training: SafeTrainingConfig { enabled: true, window: 4, scales: 2, mode },
-        grl_high: 0.1,
-        grl_max_iter: 1000.0,
-        vit: VitBackbone { weights: VitWeights::In21kFtIn1k, pretrained: false, config: VitConfig { image: 32, patch: 16, width: 32, depth: 2, heads: 2, mlp: 64 } },
-    }
+    tiny::ssrt(mode)
 }
 
 fn setup(c: &ssrt::Config) -> Setup {
