@@ -11,7 +11,8 @@
 # one image-pipeline run of each CNN protocol (CDAN, GVB, MCD, DWL on ResNet-50 at 256/224) and of
 # SSRT (ViT-B/16 at 224), on generated JPEG folders with randomly initialised backbones (the bundle
 # carries no ImageNet weights); a small grid with `--gpus all --workers 2`; one cell run twice
-# with --deterministic, whose records must agree; no libtorch warning in any log; timings and GPU
+# with --deterministic, whose records must agree; CDAN (past its warm-up) and SSRT under
+# --precision bf16, whose records must say bf16; no libtorch warning in any log; timings and GPU
 # memory (nvidia-smi) at the end.
 # Exit 0: every step passed, or no GPU on this machine (said so). Exit 1: a step failed, the
 # setup is wrong, or a GPU is present but PyTorch cannot use it (the message says what to do).
@@ -163,6 +164,23 @@ no_warnings() {
   return 0
 }
 check_cdan() { no_warnings "$1" && run_completed "$work/runs/cdan/run.jsonl" reweighted; }
+# The run record's config line names the precision the run was asked for.
+ran_bf16() {
+  "$python" - "$1" <<'PY'
+import json, sys
+first = json.loads(open(sys.argv[1]).readline() or "{}")
+precision = ((first.get("context") or {}).get("numerics") or {}).get("precision")
+if precision != "bf16":
+    print(f"{sys.argv[1]}: the record says precision {precision or 'none'}, not bf16"); sys.exit(1)
+PY
+}
+check_bf16() {
+  no_warnings "$1" && ran_bf16 "$work/runs/bf16-cdan/run.jsonl" && ran_bf16 "$work/runs/images-bf16-ssrt/run.jsonl" || return 1
+  local cdan ssrt
+  cdan=$(run_completed "$work/runs/bf16-cdan/run.jsonl" reweighted) || { echo "cdan: $cdan"; return 1; }
+  ssrt=$(run_completed "$work/runs/images-bf16-ssrt/run.jsonl") || { echo "ssrt: $ssrt"; return 1; }
+  echo "bf16 cdan: $cdan; bf16 ssrt: $ssrt"
+}
 check_mcd() { no_warnings "$1" && run_completed "$work/runs/mcd/run.jsonl" reweighted; }
 check_images() { no_warnings "$1" && for m in cdan gvb mcd dwl ssrt; do run_completed "$work/runs/images-$m/run.jsonl" >/dev/null || { echo "$m: $(run_completed "$work/runs/images-$m/run.jsonl")"; return 1; }; done && echo "cdan, gvb, mcd, dwl, ssrt: completed with their pair formed"; }
 # The grid: two cells published by two workers, none failed.
@@ -233,11 +251,11 @@ PY
 (( images_ok )) || die "could not write the test JPEGs with $python's Pillow into $work/images"
 images_task="folder:$work/images/photos->$work/images/sketches"
 image_batch=32; [[ $device == cuda* ]] || image_batch=2
-images_run() { # images_run METHOD SETTINGS...
+images_run() { # images_run METHOD SETTINGS...   (record in $work/runs/images${IMAGES_TAG}-METHOD)
   local m=$1; shift
   "$suite" run-one --method "$m" --harmonizer gh++ --task "$images_task" --iters 2 --eval-every 2 \
     --iters-per-epoch 1 --telemetry-every 1 --set "batch=$image_batch" "$@" --seed 1 --device "$device" \
-    --data-root "$work" --out "$work/runs/images-$m" --quiet
+    --data-root "$work" --out "$work/runs/images${IMAGES_TAG:-}-$m" --quiet
 }
 images_all() {
   for m in cdan gvb mcd dwl; do
@@ -281,6 +299,17 @@ rerun() {
 }
 export -f rerun
 step "CDAN GH++ twice with --deterministic" 300 check_rerun bash -c rerun
+
+# bfloat16 autocast: CDAN past its warm-up (the BCE autocast refuses runs in float32) and SSRT's
+# ViT (fused attention under autocast); both records must say bf16.
+bf16_runs() {
+  "$suite" run-one --method cdan --harmonizer gh++ --task M-U --split usps=test --iters "$(( cdan_warmup + iters ))" \
+    --precision bf16 --seed 1 --device "$device" --data-root "$data" --out "$work/runs/bf16-cdan" --quiet || return 1
+  IMAGES_TAG=-bf16 images_run ssrt --protocol-of office31 --set 'vit={ weights = "in21k-ft-in1k", pretrained = false }' --precision bf16
+}
+export cdan_warmup iters
+export -f bf16_runs
+step "CDAN GH++ and SSRT with --precision bf16" 300 check_bf16 bash -c bf16_runs
 
 # --- Summary ---------------------------------------------------------------------------------------
 if [[ -n $sampler ]]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; fi

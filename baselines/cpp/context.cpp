@@ -1,7 +1,9 @@
-// The few libtorch global settings tch does not bind: deterministic algorithms and the float32
-// precision of CUDA matmuls and convolutions. C entry points for baselines/src/device.rs; each
-// returns 0, or 1 with the exception's text in `error` (NUL-terminated, truncated to its size).
+// The few libtorch settings tch does not bind: deterministic algorithms, the float32 precision of
+// CUDA matmuls and convolutions, and bfloat16 autocast per device type (tch binds CUDA's float16
+// autocast only). C entry points for baselines/src/numerics.rs; those that can fail return 0, or
+// 1 with the exception's text in `error` (NUL-terminated, truncated to its size).
 #include <ATen/Context.h>
+#include <ATen/autocast_mode.h>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -59,4 +61,39 @@ void gh_cuda_fp32_precision(char* out, size_t size) {
     out[size - 1] = '\0';
   }
 }
+
+// Autocast on this thread for the device type of `cuda` (1: CUDA, 0: CPU): `on` enables it with
+// bfloat16 as the lower precision, or disables it. Returns the previous state in `*was_on` and
+// `*was_bf16` so the caller can restore it. Autocast state is thread-local, as in PyTorch.
+int gh_autocast_set(int cuda, int on, int* was_on, int* was_bf16, char* error, size_t size) {
+  try {
+    auto type = cuda != 0 ? at::kCUDA : at::kCPU;
+    *was_on = at::autocast::is_autocast_enabled(type) ? 1 : 0;
+    *was_bf16 = at::autocast::get_autocast_dtype(type) == at::kBFloat16 ? 1 : 0;
+    if (on != 0) at::autocast::set_autocast_dtype(type, at::kBFloat16);
+    at::autocast::set_autocast_enabled(type, on != 0);
+    // Casts cached within one enabled region must not outlive it (PyTorch clears the cache when
+    // the outermost autocast region exits).
+    if (on == 0) at::autocast::clear_cache();
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, error, size);
+  }
+}
+
+// Restores a state returned by gh_autocast_set (the lower-precision dtype: bfloat16 or the
+// device type's default, float16 on CUDA and bfloat16 on the CPU).
+int gh_autocast_restore(int cuda, int was_on, int was_bf16, char* error, size_t size) {
+  try {
+    auto type = cuda != 0 ? at::kCUDA : at::kCPU;
+    at::autocast::set_autocast_dtype(type, was_bf16 != 0 ? at::kBFloat16 : (cuda != 0 ? at::kHalf : at::kBFloat16));
+    at::autocast::set_autocast_enabled(type, was_on != 0);
+    if (was_on == 0) at::autocast::clear_cache();
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, error, size);
+  }
+}
+
+int gh_autocast_enabled(int cuda) { return at::autocast::is_autocast_enabled(cuda != 0 ? at::kCUDA : at::kCPU) ? 1 : 0; }
 }

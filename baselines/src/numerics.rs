@@ -1,7 +1,15 @@
-//! How a run computes on a GPU: float32 precision of matmuls and convolutions, and determinism.
-//! Set once per process before training ([`Numerics::apply`]) and recorded with every run
-//! ([`Numerics::in_force`]), with the GPU's name and UUID ([`gpu_identity`]). On the CPU these
-//! settings change nothing: libtorch's CPU kernels compute float32 in float32 either way.
+//! How a run computes: float32 precision of CUDA matmuls and convolutions, bfloat16 autocast,
+//! and determinism. Set once per process before training ([`Numerics::apply`]) and recorded with
+//! every run ([`Numerics::in_force`]), with the GPU's name and UUID ([`gpu_identity`]). On the
+//! CPU, fp32 / tf32 and determinism change nothing (libtorch's CPU kernels compute float32 in
+//! float32 either way); bf16 does: it autocasts the CPU's forward passes too.
+//!
+//! bf16 autocast, as PyTorch's `torch.autocast(device, dtype=torch.bfloat16)` recommends: the
+//! training loop holds an [`AutocastScope`] over the forward passes and losses of each step and
+//! over evaluation; every backward pass (and the harmonizer's arithmetic on the gradients) runs
+//! with autocast suspended ([`AutocastScope::suspend`]), which also drops autocast's cache of
+//! bfloat16 weight copies before an optimiser step can change the weights. Parameters, gradients,
+//! optimiser state and the harmonizer's weights stay float32; bfloat16 needs no loss scaling.
 //!
 //! libtorch's global settings that tch does not bind go through cpp/context.cpp.
 
@@ -16,6 +24,9 @@ unsafe extern "C" {
     fn gh_benchmark_cudnn() -> c_int;
     fn gh_set_cuda_fp32_precision(precision: *const c_char, error: *mut c_char, size: usize) -> c_int;
     fn gh_cuda_fp32_precision(out: *mut c_char, size: usize);
+    fn gh_autocast_set(cuda: c_int, on: c_int, was_on: *mut c_int, was_bf16: *mut c_int, error: *mut c_char, size: usize) -> c_int;
+    fn gh_autocast_restore(cuda: c_int, was_on: c_int, was_bf16: c_int, error: *mut c_char, size: usize) -> c_int;
+    fn gh_autocast_enabled(cuda: c_int) -> c_int;
 }
 
 /// The float32 precision of CUDA matmuls and convolutions.
@@ -30,7 +41,10 @@ pub enum Precision {
     /// on a GPU that has TF32 this is what the paper's code ran.
     #[default]
     Tf32,
-    /// bfloat16 autocast of the forward passes. Not implemented yet: refused by [`Numerics::apply`].
+    /// bfloat16 autocast of the forward passes and losses (PyTorch's autocast lists decide which
+    /// operations run in bfloat16: convolutions, matmuls, attention; losses, softmax and
+    /// reductions stay float32), on the CPU as on CUDA; float32 operations outside autocast use
+    /// TF32 on CUDA. Not what the paper ran: a speed option, recorded with every run.
     Bf16,
 }
 
@@ -71,7 +85,12 @@ static ASKED: std::sync::Mutex<Numerics> = std::sync::Mutex::new(Numerics { prec
 
 /// What this process runs with now: the settings last applied, read back from libtorch.
 pub fn in_force_now() -> NumericsInForce {
-    ASKED.lock().unwrap_or_else(|e| e.into_inner()).in_force()
+    asked().in_force()
+}
+
+/// The settings last applied in this process ([`Numerics::default`] before any).
+pub fn asked() -> Numerics {
+    *ASKED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The settings in force, as recorded with a run.
@@ -88,9 +107,6 @@ impl Numerics {
     /// Applies the settings to libtorch (process-wide). cuBLAS needs its workspace fixed for
     /// deterministic results: CUBLAS_WORKSPACE_CONFIG is set (before CUDA starts) unless given.
     pub fn apply(&self) -> Result<()> {
-        if self.precision == Precision::Bf16 {
-            bail!("--precision bf16 is not implemented yet (bfloat16 autocast needs the losses that autocast refuses, such as CDAN's binary cross-entropy, kept in float32, and a GPU to test it on); use tf32 (the default) or fp32");
-        }
         if self.deterministic && std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
             // SAFETY: called at start-up, before any thread of ours reads the environment.
             unsafe { std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8") };
@@ -128,6 +144,74 @@ impl Numerics {
     pub fn allows_cudnn_benchmark() -> bool {
         (unsafe { gh_deterministic_algorithms() }) == 0
     }
+}
+
+/// Autocast on this thread, changed for as long as the scope lives and restored when it drops
+/// (autocast state is thread-local, as in PyTorch). Scopes nest: drop them in reverse order.
+#[must_use = "autocast is restored when the scope drops"]
+pub struct AutocastScope {
+    /// (device type is CUDA, was on, was bfloat16) per device type changed.
+    previous: Vec<(bool, bool, bool)>,
+}
+
+impl AutocastScope {
+    /// bfloat16 autocast for `device`'s type when this process applied `--precision bf16`;
+    /// None (nothing changed) otherwise.
+    pub fn for_forward(device: Device) -> Result<Option<AutocastScope>> {
+        if asked().precision != Precision::Bf16 {
+            return Ok(None);
+        }
+        Self::bf16(device).map(Some)
+    }
+
+    /// bfloat16 autocast for `device`'s type, whatever the process's settings.
+    pub fn bf16(device: Device) -> Result<AutocastScope> {
+        let mut scope = AutocastScope { previous: Vec::new() };
+        scope.set(device.is_cuda(), true)?;
+        Ok(scope)
+    }
+
+    /// Autocast off on both device types (a no-op where it was off): for backward passes and
+    /// arithmetic on gradients, which PyTorch's autocast guidance keeps outside autocast.
+    pub fn suspend() -> Result<AutocastScope> {
+        let mut scope = AutocastScope { previous: Vec::new() };
+        for cuda in [false, true] {
+            if enabled(cuda) {
+                scope.set(cuda, false)?;
+            }
+        }
+        Ok(scope)
+    }
+
+    fn set(&mut self, cuda: bool, on: bool) -> Result<()> {
+        let mut error = vec![0 as c_char; 512];
+        let (mut was_on, mut was_bf16) = (0, 0);
+        // SAFETY: the shim writes the two ints and at most `error.len()` bytes, NUL-terminated.
+        if unsafe { gh_autocast_set(c_int::from(cuda), c_int::from(on), &mut was_on, &mut was_bf16, error.as_mut_ptr(), error.len()) } != 0 {
+            bail!("setting autocast: {}", message(&error));
+        }
+        self.previous.push((cuda, was_on != 0, was_bf16 != 0));
+        Ok(())
+    }
+}
+
+impl Drop for AutocastScope {
+    fn drop(&mut self) {
+        let mut error = vec![0 as c_char; 512];
+        for &(cuda, was_on, was_bf16) in self.previous.iter().rev() {
+            // SAFETY: as in `set`. Restoring a state libtorch gave us cannot fail; if it did,
+            // the next scope's read would show it, so the error is only reported.
+            if unsafe { gh_autocast_restore(c_int::from(cuda), c_int::from(was_on), c_int::from(was_bf16), error.as_mut_ptr(), error.len()) } != 0 {
+                eprintln!("warning: restoring autocast: {}", message(&error));
+            }
+        }
+    }
+}
+
+/// Whether autocast is on on this thread for CUDA (`cuda`) or the CPU.
+pub fn enabled(cuda: bool) -> bool {
+    // SAFETY: reads thread-local state.
+    unsafe { gh_autocast_enabled(c_int::from(cuda)) != 0 }
 }
 
 fn message(buffer: &[c_char]) -> String {

@@ -248,9 +248,17 @@ impl<'a> Trainer<'a> {
 
     /// One training iteration on `batch`.
     pub fn train_on(&mut self, batch: &Batch, iteration: u64, measure: bool) -> Result<()> {
-        self.ctx.begin(iteration, measure);
-        self.method.train_step(&mut self.ctx, batch)
+        train_step(self.method.as_mut(), &mut self.ctx, batch, iteration, measure)
     }
+}
+
+/// One training iteration of `method` on `batch` (the loop's, and the benchmarks'): its forward
+/// passes under bf16 autocast when the process asked for `--precision bf16` (its backward passes
+/// suspend it: see `numerics`).
+pub fn train_step(method: &mut dyn UdaMethod, ctx: &mut StepContext, batch: &Batch, iteration: u64, measure: bool) -> Result<()> {
+    ctx.begin(iteration, measure);
+    let _autocast = crate::numerics::AutocastScope::for_forward(batch.source.device())?;
+    method.train_step(ctx, batch)
 }
 
 /// Adds the seconds since `*clock` to `*phase` and restarts the clock.
@@ -330,6 +338,7 @@ pub fn run(spec: &RunSpec, data: &TaskData, device: Device, observer: &mut dyn R
                 });
                 let (xs, ys) = stats.0.next()?;
                 let (xt, _) = stats.1.next()?;
+                let _autocast = crate::numerics::AutocastScope::for_forward(device)?;
                 trainer.method.end_epoch((&xs, &ys), &xt)?
             } else {
                 Vec::new()
@@ -545,7 +554,11 @@ fn accumulate_heads(
     let mut totals: Option<Tensor> = None;
     while let Some((x, y)) = next()? {
         let y = y.to_kind(tch::Kind::Int64);
-        for (head, scores) in method.eval_heads(&x) {
+        let heads = {
+            let _autocast = crate::numerics::AutocastScope::for_forward(x.device())?;
+            method.eval_heads(&x)
+        };
+        for (head, scores) in heads {
             if !bool::try_from(scores.isfinite().all()).unwrap_or(false) {
                 return Ok(Err(format!("head '{head}' outputs non-finite scores")));
             }

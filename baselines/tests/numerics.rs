@@ -15,8 +15,11 @@ fn settings_are_applied_and_read_back() {
     default.apply().unwrap();
     let f = default.in_force();
     assert_eq!((f.deterministic, f.cuda_fp32.as_str()), (false, "matmul=tf32 conv=tf32"));
-    let bf16 = Numerics { precision: Precision::Bf16, deterministic: false }.apply().unwrap_err();
-    assert!(bf16.to_string().contains("not implemented"), "{bf16}");
+    let bf16 = Numerics { precision: Precision::Bf16, deterministic: false };
+    bf16.apply().unwrap();
+    let f = bf16.in_force();
+    assert_eq!((f.precision, f.cuda_fp32.as_str()), (Precision::Bf16, "matmul=tf32 conv=tf32"), "bf16 keeps TF32 for what autocast leaves in float32");
+    default.apply().unwrap();
     assert!("fp16".parse::<Precision>().unwrap_err().to_string().contains("fp32, tf32"));
     assert_eq!(gpu_identity(Device::Cpu), None);
 }

@@ -145,6 +145,8 @@ pub(crate) enum Command {
         warmup: usize,
         #[arg(long, default_value_t = 1)]
         iterations: usize,
+        #[command(flatten)]
+        numerics: bench_suite::numerics_args::NumericsArgs,
     },
     /// List a profile's cells: which are done, which are pending, estimated cost
     Plan {

@@ -97,7 +97,8 @@ pub fn execute(spec: &RunSpec, data: &TaskData, data_root: &Path, device: Device
         libtorch: baselines::device::libtorch_version(),
         cuda: baselines::device::cuda_versions(device),
         gpu: baselines::numerics::gpu_identity(device),
-        numerics: device.is_cuda().then(baselines::numerics::in_force_now),
+        // Recorded wherever the settings change results: on CUDA, and with bf16 autocast on the CPU.
+        numerics: (device.is_cuda() || baselines::numerics::asked().precision == baselines::numerics::Precision::Bf16).then(baselines::numerics::in_force_now),
         started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
     };
     let mut recorder = JsonlRecorder::create(out_dir, spec, &context)?;

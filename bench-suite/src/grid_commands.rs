@@ -25,6 +25,7 @@ pub(crate) fn run_grid(protocol: &Protocol, profile: &str, grid: &GridArgs, devi
     let timing = workers.timing()?;
     let (shutdown, _grid_signals) = stop_on_signals()?;
     workers.numerics.apply()?;
+    runs.adopt_numerics(workers.numerics.numerics())?;
     if workers.workers.is_some() || workers.gpus.is_some() {
         return run_workers(protocol, profile, grid, data_root, quiet, workers, shutdown);
     }

@@ -108,8 +108,7 @@ pub fn run(protocol: &Protocol, c: &IterationBenchConfig) -> Result<Vec<Iteratio
                 };
                 baselines::device::synchronize(c.device);
                 let started = Instant::now();
-                ctx.begin(first + it as u64, false);
-                method.train_step(&mut ctx, &batch)?;
+                baselines::train::train_step(method.as_mut(), &mut ctx, &batch, first + it as u64, false)?;
                 baselines::device::synchronize(c.device);
                 if it >= c.warmup {
                     seconds.push(started.elapsed().as_secs_f64());
@@ -133,12 +132,13 @@ pub fn run(protocol: &Protocol, c: &IterationBenchConfig) -> Result<Vec<Iteratio
 
 pub fn render(c: &IterationBenchConfig, timings: &[IterationTiming]) -> String {
     let mut s = format!(
-        "bench-iteration: {} protocol, random {} inputs, {} warm-up + {} timed iteration(s) each (no telemetry), on {}\n\n",
+        "bench-iteration: {} protocol, random {} inputs, {} warm-up + {} timed iteration(s) each (no telemetry), on {}, {} precision\n\n",
         c.dataset,
         timings.first().map(|t| t.input.as_str()).unwrap_or("-"),
         c.warmup,
         c.iterations,
-        baselines::device::describe(c.device)
+        baselines::device::describe(c.device),
+        baselines::numerics::asked().precision.name()
     );
     s.push_str(&format!("{:<9} {:<10} {:<10} {:>11} {:>13} {:>13}\n", "baseline", "harmonizer", "backbone", "batch", "median ms/it", "min ms/it"));
     for t in timings {

@@ -72,8 +72,9 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", step_bench::render(&config, &result));
             Ok(())
         }
-        Command::BenchIteration { device, dataset, baselines: names, harmonizers, batch, image_side, warmup, iterations } => {
+        Command::BenchIteration { device, dataset, baselines: names, harmonizers, batch, image_side, warmup, iterations, numerics } => {
             let protocol = load_protocol(&cli.protocol)?;
+            numerics.apply()?;
             anyhow::ensure!(image_side >= 32, "--image-side must be at least 32");
             anyhow::ensure!(protocol.datasets.contains_key(&dataset), "unknown dataset '{dataset}'");
             let config = bench_suite::iteration_bench::IterationBenchConfig {

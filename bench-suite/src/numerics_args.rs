@@ -5,8 +5,10 @@ use baselines::numerics::{Numerics, Precision};
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct NumericsArgs {
     /// Float32 precision of CUDA matmuls and convolutions: tf32 (what the paper's code ran:
-    /// PyTorch 1.8.1 enables TF32 for both by default), fp32 (IEEE), or bf16 (autocast; not
-    /// implemented yet). Recorded with every GPU run; no effect on the CPU
+    /// PyTorch 1.8.1 enables TF32 for both by default), fp32 (IEEE), or bf16 (bfloat16 autocast
+    /// of forward passes and losses, backward and optimiser in float32; not what the paper ran,
+    /// on the CPU too). Recorded with every GPU or bf16 run; tf32 / fp32 change nothing on the
+    /// CPU. A grid's runs folder keeps the setting of its first run (numerics.json)
     #[arg(long, default_value = "tf32")]
     pub precision: Precision,
     /// Deterministic algorithms where libtorch has them (an error names an operation that has

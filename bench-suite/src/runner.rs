@@ -202,6 +202,47 @@ impl Runs {
         Ok(n)
     }
 
+    /// Checks that this folder's cells ran with `numerics` (records them on a folder's first
+    /// run): a folder holds one setting, so a bf16 or fp32 result never lands beside a tf32 one
+    /// under the same cell. A folder from before the record ran the defaults.
+    pub fn adopt_numerics(&self, numerics: baselines::numerics::Numerics) -> Result<()> {
+        use record_schema::FolderNumerics;
+        let asked = FolderNumerics { precision: numerics.precision.name().to_owned(), deterministic: numerics.deterministic };
+        let path = FolderNumerics::path(&self.root);
+        let has_cells = fs::read_dir(self.cells_dir()).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))));
+        let held = match fs::read_to_string(&path) {
+            Ok(text) => Some(serde_json::from_str::<FolderNumerics>(&text).with_context(|| {
+                format!("{} is not a numerics record ({{\"precision\": \"tf32\", \"deterministic\": false}}); restore it or remove it if the folder's cells all ran with the defaults", path.display())
+            })?),
+            Err(_) if has_cells => {
+                let d = baselines::numerics::Numerics::default();
+                Some(FolderNumerics { precision: d.precision.name().to_owned(), deterministic: d.deterministic })
+            }
+            Err(_) => None,
+        };
+        if let Some(held) = held {
+            if held != asked {
+                let flags = |n: &FolderNumerics| format!("--precision {}{}", n.precision, if n.deterministic { " --deterministic" } else { "" });
+                bail!(
+                    "{} holds cells trained with {}; this run asks for {}. Cells do not record their precision in their identity, so results would mix: use another --runs folder for these settings, or rerun with {}",
+                    self.root.display(),
+                    flags(&held),
+                    flags(&asked),
+                    flags(&held)
+                );
+            }
+        }
+        if !path.is_file() {
+            fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
+            // Several workers may start at once: a temporary name of this process, then a rename
+            // (they write the same content, or the check above stopped them).
+            let tmp = path.with_extension(format!("json.tmp.{}.{}", lease::hostname(), std::process::id()));
+            fs::write(&tmp, serde_json::to_string_pretty(&asked)?).with_context(|| format!("writing {}", tmp.display()))?;
+            fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     fn write_profile(&self, profile: &str, cells: &[CellInfo]) -> Result<()> {
         let path = record_schema::ProfileManifest::path(&self.root, profile);
         fs::create_dir_all(path.parent().unwrap())?;

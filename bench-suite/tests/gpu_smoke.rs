@@ -20,7 +20,8 @@ fn write_executable(path: &Path, text: &str) {
 /// A bundle folder: the real script, a stand-in binary, real (tiny) data files with their sums.
 /// `mode` says what the stand-in gets wrong: `diverged` (MCD's run), `not-harmonized` (CDAN's pair
 /// never formed), `never-reweighted` (no run changed a weight), `nondeterministic` (the reruns'
-/// accuracies differ), `libtorch-warns` (a deprecation warning on stderr); `completed`: nothing.
+/// accuracies differ), `libtorch-warns` (a deprecation warning on stderr), `bf16-ignored` (a run
+/// asked for bf16 records none); `completed`: nothing.
 fn stand_in_bundle(dir: &Path, mode: &str) -> PathBuf {
     let bundle = dir.join("gpu-bundle");
     std::fs::create_dir_all(bundle.join("bin")).unwrap();
@@ -41,20 +42,22 @@ for a in "$@"; do
   fi
 done
 [ "$1" = run-one ] || exit 0
-method= out= seed=
-while [ $# -gt 0 ]; do case "$1" in --method) method=$2; shift 2;; --out) out=$2; shift 2;; --seed) seed=$2; shift 2;; *) shift;; esac; done
+method= out= seed= precision=
+while [ $# -gt 0 ]; do case "$1" in --method) method=$2; shift 2;; --out) out=$2; shift 2;; --seed) seed=$2; shift 2;; --precision) precision=$2; shift 2;; *) shift;; esac; done
 mkdir -p "$out"
+: > "$out/run.jsonl"
+if [ "$precision" = bf16 ] && [ "{mode}" != bf16-ignored ]; then echo '{{"event":"config","context":{{"numerics":{{"precision":"bf16"}}}}}}' > "$out/run.jsonl"; fi
 pairs='{{"p":{{"formed_steps":20,"reweighted_steps":7,"measured_steps":20}}}}'
 [ "{mode}" = never-reweighted ] && pairs='{{"p":{{"formed_steps":20,"reweighted_steps":0,"measured_steps":20}}}}'
 accuracy=0.5
 [ "{mode}" = nondeterministic ] && [ "$seed" = 3 ] && accuracy=0.$RANDOM$RANDOM
 if [ "{mode}" = libtorch-warns ]; then echo "[W1203 13:00:00.000000000 Context.cpp:80] Warning: The argument 'device' of Tensor.pin_memory() is deprecated." >&2; fi
 if [ "$method" = mcd ] && [ "{mode}" = diverged ]; then
-  echo '{{"event":"summary","status":"diverged","iteration":7,"reason":"loss is NaN","iterations":7,"final_accuracy":null,"seconds_per_100_steps":1.0}}' > "$out/run.jsonl"
+  echo '{{"event":"summary","status":"diverged","iteration":7,"reason":"loss is NaN","iterations":7,"final_accuracy":null,"seconds_per_100_steps":1.0}}' >> "$out/run.jsonl"
 elif [ "$method" = cdan ] && [ "{mode}" = not-harmonized ]; then
-  echo '{{"event":"summary","status":"completed","iterations":20,"final_accuracy":0.5,"seconds_per_100_steps":1.0,"harmonization":{{}},"trained":"not-harmonized"}}' > "$out/run.jsonl"
+  echo '{{"event":"summary","status":"completed","iterations":20,"final_accuracy":0.5,"seconds_per_100_steps":1.0,"harmonization":{{}},"trained":"not-harmonized"}}' >> "$out/run.jsonl"
 else
-  echo '{{"event":"summary","status":"completed","iterations":20,"final_accuracy":'$accuracy',"seconds_per_100_steps":1.0,"harmonization":'$pairs',"trained":"as-asked"}}' > "$out/run.jsonl"
+  echo '{{"event":"summary","status":"completed","iterations":20,"final_accuracy":'$accuracy',"seconds_per_100_steps":1.0,"harmonization":'$pairs',"trained":"as-asked"}}' >> "$out/run.jsonl"
 fi
 "#
         ),
@@ -148,7 +151,7 @@ fn every_step_runs_and_each_verdict_is_checked() {
     let python = stand_in_python(dir.path(), "2.11.0", false);
     let (output, text) = smoke(&bundle, &python, &[("GH_SMOKE_DEVICE", "cpu"), ("GH_SMOKE_ITERS", "20")]);
     assert_eq!(output.status.code(), Some(0), "{text}");
-    for step in ["bench-step LeNet", "cdan GH++ M-U 937+20 it", "mcd GH++ M-U 20 it", "ResNet-50 iteration", "image pipeline: CDAN, GVB, MCD, DWL", "grid on --device cpu --workers 2", "CDAN GH++ twice with --deterministic"] {
+    for step in ["bench-step LeNet", "cdan GH++ M-U 937+20 it", "mcd GH++ M-U 20 it", "ResNet-50 iteration", "image pipeline: CDAN, GVB, MCD, DWL", "grid on --device cpu --workers 2", "CDAN GH++ twice with --deterministic", "CDAN GH++ and SSRT with --precision bf16"] {
         let line = text.lines().find(|l| l.trim_start().starts_with(step) && l.trim_end().ends_with("ok"));
         assert!(line.is_some(), "no passing summary line for {step}: {text}");
     }
@@ -159,6 +162,7 @@ fn every_step_runs_and_each_verdict_is_checked() {
     assert!(text.contains("all steps passed"), "{text}");
     assert!(text.contains("cdan, gvb, mcd, dwl, ssrt: completed with their pair formed") && text.contains("2 cells published by 2 workers"), "{text}");
     assert!(text.contains("identical records (1 lines"), "{text}");
+    assert!(text.contains("--iters 957 --precision bf16") && text.contains("bf16 cdan: completed") && text.contains("bf16 ssrt: completed"), "{text}");
     for method in ["cdan", "gvb", "mcd", "dwl"] {
         assert!(text.contains(&format!("run-one --method {method} --harmonizer gh++ --task folder:")), "{method}: {text}");
     }
@@ -166,13 +170,14 @@ fn every_step_runs_and_each_verdict_is_checked() {
 }
 
 /// Each of the new checks can fail: a weight never changed, reruns that differ, a libtorch
-/// warning in a log.
+/// warning in a log, a bf16 run whose record does not say bf16.
 #[test]
 fn each_check_of_the_smoke_test_can_fail() {
     for (mode, step, reason) in [
         ("never-reweighted", "cdan GH++ M-U", "FAIL (GH++ never changed a weight"),
         ("nondeterministic", "CDAN GH++ twice with --deterministic", "FAIL (the two deterministic runs differ"),
         ("libtorch-warns", "cdan GH++ M-U", "FAIL (libtorch warned: [W1203"),
+        ("bf16-ignored", "CDAN GH++ and SSRT with --precision bf16", "the record says precision none, not bf16"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let bundle = stand_in_bundle(dir.path(), mode);

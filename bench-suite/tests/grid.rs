@@ -194,6 +194,40 @@ fn killed_process_loses_at_most_the_cell_in_progress() {
     let names: Vec<String> = cell_dirs(&runs);
     assert_eq!(names.len(), 4, "{names:?}");
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    // The folder now holds tf32 cells: a bf16 run is refused before it trains anything.
+    let held: record_schema::FolderNumerics = serde_json::from_str(&std::fs::read_to_string(runs.join("numerics.json")).unwrap()).unwrap();
+    assert_eq!((held.precision.as_str(), held.deterministic), ("tf32", false));
+    let mut bf16 = Command::new(bin);
+    args(&mut bf16);
+    let out = bf16.args(["--precision", "bf16"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--precision tf32") && err.contains("another --runs folder"), "{err}");
+    assert_eq!(cell_dirs(&runs), names);
+}
+
+#[test]
+fn a_runs_folder_keeps_the_numerics_of_its_first_run() {
+    use baselines::numerics::{Numerics, Precision};
+    let dir = tempfile::tempdir().unwrap();
+    let bf16 = Numerics { precision: Precision::Bf16, deterministic: false };
+    let fp32_det = Numerics { precision: Precision::Fp32, deterministic: true };
+    // A new folder takes the first run's settings and keeps them.
+    let fresh = Runs::new(dir.path().join("fresh"));
+    fresh.adopt_numerics(bf16).unwrap();
+    fresh.adopt_numerics(bf16).unwrap();
+    let err = fresh.adopt_numerics(Numerics::default()).unwrap_err().to_string();
+    assert!(err.contains("--precision bf16") && err.contains("asks for --precision tf32"), "{err}");
+    assert!(fresh.adopt_numerics(fp32_det).unwrap_err().to_string().contains("asks for --precision fp32 --deterministic"));
+    // A folder with cells from before numerics.json ran the defaults.
+    let legacy = Runs::new(dir.path().join("legacy"));
+    std::fs::create_dir_all(legacy.cell_dir("0123456789abcdef")).unwrap();
+    assert!(legacy.adopt_numerics(bf16).is_err());
+    assert!(!dir.path().join("legacy/numerics.json").exists(), "a refused run writes nothing");
+    legacy.adopt_numerics(Numerics::default()).unwrap();
+    assert!(dir.path().join("legacy/numerics.json").is_file());
+    // A damaged record names its file.
+    std::fs::write(dir.path().join("fresh/numerics.json"), "{").unwrap();
+    assert!(fresh.adopt_numerics(bf16).unwrap_err().to_string().contains("fresh/numerics.json"));
 }
 
 #[test]

@@ -10,19 +10,21 @@
 //! - `timing.json`: [`CellTiming`] (the load around the cell, where its time went).
 //!
 //! `<runs>/profiles/<profile>.json` is a [`ProfileManifest`]; `<runs>/bench-speed/<profile>.json`
-//! a [`SpeedRecord`].
+//! a [`SpeedRecord`]; `<runs>/numerics.json` the folder's [`FolderNumerics`].
 //!
 //! Fields added after records were first published carry `#[serde(default)]`, so older records
 //! still read.
 
 mod cell;
 mod load;
+mod numerics;
 pub mod speed;
 mod summary;
 mod timing;
 
 pub use cell::{CellInfo, ProfileManifest};
 pub use load::LoadSnapshot;
+pub use numerics::FolderNumerics;
 pub use speed::{SpeedArm, SpeedRecord};
 pub use summary::{Evaluation, PairSummary, RunStatus, RunSummary, Trained};
 pub use timing::{CellTiming, PhaseSeconds};

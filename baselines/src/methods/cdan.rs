@@ -27,7 +27,7 @@
 //! Images: the ResNet from its ImageNet weights; bottleneck and classifier xavier-normal with zero
 //! biases (ours: docs/design/protocols.md is silent; CDAN's `init_weights`, as for its discriminator).
 
-use super::common::{apply_schedule, entropy_per_sample, weighted_domain_bce, DomainBce, GroupMultipliers, GroupedSgd, LrSchedule, Sgd};
+use super::common::{apply_schedule, backward, entropy_per_sample, weighted_domain_bce, DomainBce, GroupMultipliers, GroupedSgd, LrSchedule, Sgd};
 use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
 use crate::networks::grl::{grl_coefficient, reverse_gradient};
@@ -188,7 +188,7 @@ impl UdaMethod for Cdan {
         let cls = logits.narrow(0, 0, ns).cross_entropy_for_logits(&batch.labels);
         ctx.log_loss("cls", &cls);
         if ctx.iteration / self.iters_per_epoch.max(1) < c.source_only_epochs {
-            cls.f_backward()?;
+            backward(&cls)?;
             self.opt_base.step();
             return Ok(());
         }

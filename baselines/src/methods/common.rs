@@ -193,6 +193,14 @@ pub enum DomainBce {
     Epsilon,
 }
 
+/// `loss.backward()` for the losses a method differentiates itself (warm-up, discriminator and
+/// classifier steps): with autocast suspended, like every backward pass (see `numerics`).
+pub fn backward(loss: &Tensor) -> Result<()> {
+    let _no_autocast = crate::numerics::AutocastScope::suspend()?;
+    loss.f_backward()?;
+    Ok(())
+}
+
 /// Entropy-conditioned domain loss (CDAN+E, GVB-GD): per-sample BCE of the domain probabilities
 /// (sigmoid of the discriminator) against source = 1, target = 0, weighted by `weights` normalised
 /// within the source half and within the target half, divided by the (constant) total weight.
@@ -205,14 +213,22 @@ pub fn weighted_domain_bce(domain_probs: &Tensor, weights: &Tensor, n_source: i6
         &[Tensor::ones([n_source], (Kind::Float, device)), Tensor::zeros([n - n_source], (Kind::Float, device))],
         0,
     );
-    let p = domain_probs.view([-1]);
+    // Float32 for the loss whatever the forward computed in (a no-op in float32 runs): under
+    // bf16 autocast, `p + 1e-8` and `1 − p` would round in bfloat16.
+    let p = domain_probs.view([-1]).to_kind(Kind::Float);
     let per_sample = match form {
         // NaN probabilities (a diverged network) become 0.5 for the loss only: on CUDA,
         // binary_cross_entropy asserts its input is in [0, 1] on the device, which would poison
         // the worker's CUDA context instead of ending this run as diverged. The identity on
         // every finite input, so results are unchanged; the run's other losses still carry the
         // NaN to the divergence checks.
-        DomainBce::Clamped => p.nan_to_num(0.5, None, None).binary_cross_entropy::<Tensor>(&targets, None, Reduction::None),
+        // Autocast refuses binary_cross_entropy on CUDA ("unsafe to autocast"): it runs in
+        // float32 with autocast suspended (suspending only sets thread-local flags; were it to
+        // fail, libtorch's own error would name the operation).
+        DomainBce::Clamped => {
+            let _no_autocast = crate::numerics::AutocastScope::suspend().ok();
+            p.nan_to_num(0.5, None, None).binary_cross_entropy::<Tensor>(&targets, None, Reduction::None)
+        }
         DomainBce::Epsilon => {
             let log_p = (&p + 1e-8).log();
             let log_q = ((p.neg() + 1.0) + 1e-8).log();

@@ -34,7 +34,7 @@
 //! Initialisation (networks/init.rs): PyTorch defaults everywhere but the image discriminator.
 //! docs/design/protocols.md gives no initialisation for DWL's digits networks (ours).
 
-use super::common::{GroupMultipliers, GroupedSgd, Sgd};
+use super::common::{backward, GroupMultipliers, GroupedSgd, Sgd};
 use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::data::DigitsFormat;
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
@@ -304,7 +304,7 @@ impl UdaMethod for Dwl {
         for _ in 0..cfg.source_steps {
             self.zero(&[G, C]);
             let loss = self.c.forward_t(&self.g.forward_t(&batch.source, true), true).cross_entropy_for_logits(&batch.labels);
-            loss.f_backward()?;
+            backward(&loss)?;
             self.step(&[G, C]);
         }
         // 2. Discriminator step.
@@ -312,7 +312,7 @@ impl UdaMethod for Dwl {
         let fs = self.g.forward_t(&batch.source, true).detach();
         let ft = self.g.forward_t(&batch.target, true).detach();
         let d_loss = bce(&self.d.forward_t(&fs, true), 1.0) + bce(&self.d.forward_t(&ft, true), 0.0);
-        d_loss.f_backward()?;
+        backward(&d_loss)?;
         self.step(&[D]);
         // 3. Classifier step: fit the source, pull C1 and C2 apart on target.
         self.zero(&[C, C1, C2]);
@@ -320,7 +320,7 @@ impl UdaMethod for Dwl {
             + self.c1.forward_t(&fs, true).cross_entropy_for_logits(&batch.labels)
             + self.c2.forward_t(&fs, true).cross_entropy_for_logits(&batch.labels)
             - discrepancy(&self.c1.forward_t(&ft, true), &self.c2.forward_t(&ft, true));
-        c_loss.f_backward()?;
+        backward(&c_loss)?;
         self.step(&[C, C1, C2]);
         if self.per_iteration_balance {
             self.balance = self.estimate_balance(&fs, &batch.labels, &ft).0;
@@ -351,7 +351,7 @@ impl UdaMethod for Dwl {
         if keep.size()[0] > 0 {
             let loss = logits.index_select(0, &keep).cross_entropy_for_logits(&pseudo.index_select(0, &keep));
             ctx.log_loss("pseudo_label", &loss);
-            loss.f_backward()?;
+            backward(&loss)?;
             self.step(&[G, C]);
         }
         Ok(())

@@ -21,7 +21,7 @@
 //! Initialisation (networks/init.rs): PyTorch defaults everywhere (TLL builds G and the heads with
 //! no init of their own); on images G starts from its ImageNet weights.
 
-use super::common::{GroupMultipliers, GroupedSgd, Sgd};
+use super::common::{backward, GroupMultipliers, GroupedSgd, Sgd};
 use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::harmonizer::autograd::{LossPair, Parameters, Scope, StepLosses};
 use crate::networks::named_variables;
@@ -163,7 +163,7 @@ impl UdaMethod for Mcd {
         // Step A: everything learns the source.
         self.zero_all();
         let a = self.forward(batch);
-        (&a.ce + &a.entropy * c.entropy_weight).f_backward()?;
+        backward(&(&a.ce + &a.entropy * c.entropy_weight))?;
         self.opt_g.step();
         self.opt_f1.step();
         self.opt_f2.step();
@@ -183,7 +183,7 @@ impl UdaMethod for Mcd {
         for _ in 0..c.num_k {
             self.zero_all();
             let f = self.forward(batch);
-            (&f.discrepancy * c.trade_off).f_backward()?;
+            backward(&(&f.discrepancy * c.trade_off))?;
             self.opt_g.step();
         }
         Ok(())

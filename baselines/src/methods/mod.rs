@@ -328,6 +328,8 @@ impl StepContext {
     /// `none` when nothing is measured, else two passes (or the reference three) with the records
     /// kept under `labels` (one per pair).
     pub fn backward(&mut self, params: &Parameters, labels: &[&str], losses: &StepLosses) -> Result<()> {
+        // Backward passes and the harmonizer's arithmetic on gradients run outside autocast.
+        let _no_autocast = crate::numerics::AutocastScope::suspend()?;
         if labels.len() != losses.pairs.len() {
             bail!("internal: {} pair labels for {} pairs", labels.len(), losses.pairs.len());
         }

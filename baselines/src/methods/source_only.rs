@@ -1,7 +1,7 @@
 //! Source only: the backbone and a linear classifier trained on labelled source data. No
 //! adaptation, nothing to harmonize; the lower bound every baseline is compared with.
 
-use super::common::{apply_schedule, GroupMultipliers, GroupedSgd, LrSchedule, Sgd};
+use super::common::{apply_schedule, backward, GroupMultipliers, GroupedSgd, LrSchedule, Sgd};
 use super::{Batch, HeadOutputs, Setup, StepContext, UdaMethod};
 use crate::networks::named_variables;
 use crate::networks::heads::LinearClassifier;
@@ -46,7 +46,7 @@ impl UdaMethod for SourceOnly {
         let logits = self.classifier.forward(&self.backbone.forward_t(&batch.source, true));
         let loss = logits.cross_entropy_for_logits(&batch.labels);
         ctx.log_loss("cls", &loss);
-        loss.f_backward()?;
+        backward(&loss)?;
         self.opt.step();
         Ok(())
     }
