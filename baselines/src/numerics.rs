@@ -140,6 +140,12 @@ impl Numerics {
         }
     }
 
+    /// Whether these settings can change a run's results on `device` (and so are recorded with it
+    /// and shown in its plan): all of them on CUDA; on the CPU only bf16's autocast.
+    pub fn changes_results_on(&self, device: Device) -> bool {
+        device.is_cuda() || self.precision == Precision::Bf16
+    }
+
     /// Whether training may turn cuDNN's benchmark mode on (not when deterministic).
     pub fn allows_cudnn_benchmark() -> bool {
         (unsafe { gh_deterministic_algorithms() }) == 0

@@ -97,8 +97,7 @@ pub fn execute(spec: &RunSpec, data: &TaskData, data_root: &Path, device: Device
         libtorch: baselines::device::libtorch_version(),
         cuda: baselines::device::cuda_versions(device),
         gpu: baselines::numerics::gpu_identity(device),
-        // Recorded wherever the settings change results: on CUDA, and with bf16 autocast on the CPU.
-        numerics: (device.is_cuda() || baselines::numerics::asked().precision == baselines::numerics::Precision::Bf16).then(baselines::numerics::in_force_now),
+        numerics: baselines::numerics::asked().changes_results_on(device).then(baselines::numerics::in_force_now),
         started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
     };
     let mut recorder = JsonlRecorder::create(out_dir, spec, &context)?;

@@ -444,7 +444,7 @@ pub fn run(protocol: &Protocol, args: &RunOneArgs) -> Result<()> {
     let plan = resolve(protocol, args)?;
     let device = baselines::device::select(&args.device)?;
     let mut described = baselines::device::describe(device);
-    if device.is_cuda() || args.numerics.precision == baselines::numerics::Precision::Bf16 {
+    if args.numerics.numerics().changes_results_on(device) {
         described.push_str(&format!(", {} precision, deterministic {}", args.numerics.precision.name(), if args.numerics.deterministic { "on" } else { "off" }));
     }
     eprint!("{}", render_plan(&plan, &described));

@@ -207,17 +207,15 @@ impl Runs {
     /// under the same cell. A folder from before the record ran the defaults.
     pub fn adopt_numerics(&self, numerics: baselines::numerics::Numerics) -> Result<()> {
         use record_schema::FolderNumerics;
-        let asked = FolderNumerics { precision: numerics.precision.name().to_owned(), deterministic: numerics.deterministic };
+        let record = |n: baselines::numerics::Numerics| FolderNumerics { precision: n.precision.name().to_owned(), deterministic: n.deterministic };
+        let asked = record(numerics);
         let path = FolderNumerics::path(&self.root);
         let has_cells = fs::read_dir(self.cells_dir()).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))));
         let held = match fs::read_to_string(&path) {
             Ok(text) => Some(serde_json::from_str::<FolderNumerics>(&text).with_context(|| {
                 format!("{} is not a numerics record ({{\"precision\": \"tf32\", \"deterministic\": false}}); restore it or remove it if the folder's cells all ran with the defaults", path.display())
             })?),
-            Err(_) if has_cells => {
-                let d = baselines::numerics::Numerics::default();
-                Some(FolderNumerics { precision: d.precision.name().to_owned(), deterministic: d.deterministic })
-            }
+            Err(_) if has_cells => Some(record(baselines::numerics::Numerics::default())),
             Err(_) => None,
         };
         if let Some(held) = held {
