@@ -11,18 +11,24 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dest="$root/results/$profile"
 [[ -f $runs/profiles/$profile.json ]] || { echo "publish-results: $runs/profiles/$profile.json not found (run the profile there first)" >&2; exit 2; }
 mkdir -p "$dest/profiles" "$dest/cells"
-cp "$runs/profiles/$profile.json" "$dest/profiles/"
+# The profile's manifest and those of the profiles reported with it (`reported_with`: arms run
+# into the same folder, which its report includes).
+manifests=("$runs/profiles/$profile.json")
+for m in "$runs"/profiles/*.json; do
+  if grep -q "^  \"reported_with\": \"$profile\",\$" "$m"; then manifests+=("$m"); fi
+done
+cp "${manifests[@]}" "$dest/profiles/"
 copied=0
 for cell in "$runs"/cells/*/; do
   hash=$(basename "$cell")
   [[ -f $cell/done && -f $cell/run.jsonl ]] || continue
-  grep -q "\"$hash\"" "$runs/profiles/$profile.json" || continue
+  grep -q "\"$hash\"" "${manifests[@]}" || continue
   mkdir -p "$dest/cells/$hash"
   cp "$cell"/{cell.json,done,run.jsonl} "$dest/cells/$hash/"
   [[ -f $cell/timing.json ]] && cp "$cell/timing.json" "$dest/cells/$hash/"
   copied=$((copied + 1))
 done
-echo "publish-results: $copied finished cell(s) of $profile in $dest"
+echo "publish-results: $copied finished cell(s) of $profile${manifests[1]+ (with $(( ${#manifests[@]} - 1 )) profile(s) reported with it)} in $dest"
 # The committed report, then the README's headline (between its markers) from it.
 (cd "$root" && UPDATE_PUBLISHED=1 cargo test --locked -p report --test published -- --quiet >/dev/null 2>&1 || true)
 python3 - "$root/README.md" "$dest/report/headline.md" "$profile" <<'PY'

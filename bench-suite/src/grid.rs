@@ -53,6 +53,11 @@ pub struct ProfileEntry {
     /// The order cells run in within a task and baseline (default: each harmonizer's seeds in turn).
     #[serde(default)]
     pub cell_order: CellOrder,
+    /// The profile whose report this one's cells join (run both into one runs folder): an arm
+    /// that pairs with another profile's cells by seed, such as GH++'s rotation rule beside
+    /// the released one. Written into the manifest; `report` renders the two together.
+    #[serde(default)]
+    pub reported_with: Option<String>,
 }
 
 /// The order a profile's cells run in, within one task and baseline. Runs go through cells in this
@@ -73,7 +78,7 @@ fn default_telemetry_every() -> u64 {
 }
 
 impl ProfileEntry {
-    pub fn validate(&self, protocol: &Protocol) -> Result<()> {
+    pub fn validate(&self, name: &str, protocol: &Protocol) -> Result<()> {
         for d in &self.datasets {
             if !protocol.datasets.contains_key(d) {
                 bail!("dataset '{d}' is not in [datasets]");
@@ -103,6 +108,14 @@ impl ProfileEntry {
         }
         if self.telemetry_every == 0 {
             bail!("telemetry_every must be positive");
+        }
+        if let Some(target) = &self.reported_with {
+            match protocol.profiles.get(target) {
+                _ if target == name => bail!("reported_with names the profile itself; name the profile whose report its cells join"),
+                None => bail!("reported_with = '{target}' is not a profile of the protocol"),
+                Some(t) if t.reported_with.is_some() => bail!("reported_with = '{target}': that profile is itself reported with another; name the one it joins"),
+                Some(_) => {}
+            }
         }
         Ok(())
     }

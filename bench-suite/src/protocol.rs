@@ -232,7 +232,7 @@ impl Protocol {
             }
         }
         for (name, profile) in &self.profiles {
-            profile.validate(self).with_context(|| format!("profiles.{name}"))?;
+            profile.validate(name, self).with_context(|| format!("profiles.{name}"))?;
         }
         Ok(())
     }
@@ -378,5 +378,23 @@ mod tests {
         let text = EMBEDDED.replace("version = 1", "version = 1\ncolour = \"red\"");
         let err = format!("{:#}", Protocol::parse(&text, "my-protocol.toml").unwrap_err());
         assert!(err.contains("colour") && err.contains("my-protocol.toml"), "{err}");
+    }
+
+    #[test]
+    fn reported_with_names_another_profile_that_is_reported_on_its_own() {
+        let p = Protocol::embedded().unwrap();
+        assert_eq!(p.profiles["digits-paper-cdan-rotation"].reported_with.as_deref(), Some("digits-paper-cdan"));
+        let joined = "reported_with = \"digits-paper-cdan\"";
+        for (replacement, expected) in [
+            ("reported_with = \"digits-paper-cdna\"", "'digits-paper-cdna' is not a profile"),
+            ("reported_with = \"digits-paper-cdan-rotation\"", "names the profile itself"),
+        ] {
+            let err = format!("{:#}", Protocol::parse(&EMBEDDED.replace(joined, replacement), "my-protocol.toml").unwrap_err());
+            assert!(err.contains("profiles.digits-paper-cdan-rotation") && err.contains(expected), "{err}");
+        }
+        // A chain: the profile it names is itself reported with another.
+        let text = EMBEDDED.replace("cell_order = \"seed-major\"\n\n# The paper's GH++", "cell_order = \"seed-major\"\nreported_with = \"digits-cpu\"\n\n# The paper's GH++");
+        let err = format!("{:#}", Protocol::parse(&text, "my-protocol.toml").unwrap_err());
+        assert!(err.contains("profiles.digits-paper-cdan-rotation") && err.contains("itself reported with another"), "{err}");
     }
 }

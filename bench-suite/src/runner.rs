@@ -241,12 +241,12 @@ impl Runs {
         Ok(())
     }
 
-    fn write_profile(&self, profile: &str, cells: &[CellInfo]) -> Result<()> {
+    fn write_profile(&self, profile: &str, reported_with: Option<&str>, cells: &[CellInfo]) -> Result<()> {
         let path = record_schema::ProfileManifest::path(&self.root, profile);
         fs::create_dir_all(path.parent().unwrap())?;
         // Workers on several hosts may write it at once: a temporary name of this process, then a rename.
         let tmp = path.with_extension(format!("json.tmp.{}.{}", lease::hostname(), std::process::id()));
-        let manifest = record_schema::ProfileManifest { profile: profile.to_owned(), cells: cells.to_vec() };
+        let manifest = record_schema::ProfileManifest { profile: profile.to_owned(), reported_with: reported_with.map(str::to_owned), cells: cells.to_vec() };
         fs::write(&tmp, serde_json::to_string_pretty(&manifest)?)?;
         fs::rename(&tmp, &path)?;
         Ok(())
@@ -406,7 +406,8 @@ pub fn run(protocol: &Protocol, profile: &str, runs: &Runs, options: &RunOptions
     let leases = Leases::new(runs.root(), Worker::this_process(), options.lease_timing)?;
     let mut report = RunReport { restarted_incomplete: runs.clear_incomplete(&leases)?, ..Default::default() };
     let plan = plan(protocol, profile, runs, options.device, options.drop_stand_ins)?;
-    runs.write_profile(profile, &plan.cells.iter().map(|c| c.info.clone()).collect::<Vec<_>>())?;
+    let reported_with = protocol.profiles.get(profile).and_then(|p| p.reported_with.as_deref());
+    runs.write_profile(profile, reported_with, &plan.cells.iter().map(|c| c.info.clone()).collect::<Vec<_>>())?;
     let mine: Vec<&PlannedCell> = plan
         .cells
         .iter()

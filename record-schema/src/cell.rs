@@ -33,6 +33,10 @@ impl<Spec> CellInfo<Spec> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileManifest<Spec = serde_json::Value> {
     pub profile: String,
+    /// The profile whose report this one's cells join: an arm run into the same runs folder
+    /// (e.g. GH++'s rotation rule beside a profile's released rule, paired by seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_with: Option<String>,
     pub cells: Vec<CellInfo<Spec>>,
 }
 

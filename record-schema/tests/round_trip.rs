@@ -45,7 +45,11 @@ fn every_type_round_trips() {
     round_trip(&Evaluation { iteration: 937, epoch: 1.0, heads: [("c".to_owned(), 0.9)].into(), accuracy: 0.9, heads_mean_class: Default::default(), mean_class_accuracy: Some(0.88) });
     let cell = CellInfo { hash: "12c4d8da70a6bd09".into(), dataset: "digits".into(), task: "M-U".into(), baseline: "cdan".into(), harmonizer: "gh".into(), seed: 3, spec: Some(serde_json::json!({"seed": 3})), unsupported: None, deviations: vec!["usps: test split".into()] };
     assert_eq!(cell.label(), "digits/M-U cdan gh seed 3");
-    round_trip(&ProfileManifest { profile: "p".into(), cells: vec![cell] });
+    round_trip(&ProfileManifest { profile: "p".into(), reported_with: None, cells: vec![cell.clone()] });
+    round_trip(&ProfileManifest { profile: "p-arm".into(), reported_with: Some("p".into()), cells: vec![cell] });
+    // Manifests written before `reported_with` existed still read, as reported on their own.
+    let old: ProfileManifest = serde_json::from_str(r#"{"profile": "p", "cells": []}"#).unwrap();
+    assert_eq!(old.reported_with, None);
     round_trip(&SpeedRecord {
         profile: "p".into(),
         suite_version: "0.2.0".into(),

@@ -31,6 +31,7 @@ pub struct Generated {
 /// Writes the report of `profile` (its cells under `runs`) into `out/<profile>/`.
 pub fn generate_profile(runs: &Path, out: &Path, profile: &str) -> Result<Generated> {
     let (records, missing) = records::load_profile(runs, profile)?;
+    let arms = records::reported_with(runs, profile)?;
     let aggs = aggregate::aggregate(&records).context("aggregating over seeds")?;
     let paper = paper::PaperResults::embedded()?;
     let dir = out.join(profile);
@@ -44,7 +45,7 @@ pub fn generate_profile(runs: &Path, out: &Path, profile: &str) -> Result<Genera
         ("claims.md", claims::markdown(&outcomes, profile, &claims_file.settings)),
         ("claims.tex", claims::latex(&outcomes, profile, &claims_file.settings)),
         ("claims.csv", claims::csv(&outcomes)),
-        ("headline.md", claims::headline(&outcomes, &aggs, &records, &paper, profile)),
+        ("headline.md", claims::headline(&outcomes, &aggs, &records, &paper, profile, claims_file.settings.confidence)),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -76,7 +77,7 @@ pub fn generate_profile(runs: &Path, out: &Path, profile: &str) -> Result<Genera
     }
     let diverged = records.iter().filter(|r| r.diverged_at.is_some()).count();
     let index = dir.join("index.md");
-    std::fs::write(&index, index_text(profile, &records, missing, diverged, &files, &dir, &speeds.source.describe()))?;
+    std::fs::write(&index, index_text(profile, &arms, &records, missing, diverged, &files, &dir, &speeds.source.describe()))?;
     files.push(index);
     Ok(Generated { profile: profile.to_owned(), dir, files, cells: records.len(), missing, diverged })
 }
@@ -116,8 +117,13 @@ fn builds_text(records: &[records::CellRecord]) -> String {
     format!("{}{mixed}", list.join("; "))
 }
 
-fn index_text(profile: &str, records: &[records::CellRecord], missing: usize, diverged: usize, files: &[PathBuf], dir: &Path, speed_source: &str) -> String {
+#[allow(clippy::too_many_arguments)]
+fn index_text(profile: &str, arms: &[String], records: &[records::CellRecord], missing: usize, diverged: usize, files: &[PathBuf], dir: &Path, speed_source: &str) -> String {
     let mut out = format!("# Report of profile `{profile}`\n\n");
+    if !arms.is_empty() {
+        let names: Vec<String> = arms.iter().map(|a| format!("`{a}`")).collect();
+        let _ = writeln!(out, "Includes the cells of {} (`reported_with = \"{profile}\"` in its manifest), paired with this profile's cells by seed.\n", names.join(", "));
+    }
     let _ = writeln!(out, "**Start here: [the paper's claims, checked](claims.md)** (verdicts with intervals; also `claims.tex`, `claims.csv` and the forest plot `claims.png` / `claims.svg`).\n");
     let _ = writeln!(out, "- finished cells: {} ({} diverged, reported as such); cells without a record yet: {missing}", records.len(), diverged);
     let not_trained: Vec<String> = records

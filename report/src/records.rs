@@ -81,10 +81,34 @@ pub struct Telemetry {
     pub norm2: f64,
 }
 
-/// The profiles whose manifests are in `<runs>/profiles`.
+/// The profiles to report from `<runs>/profiles`: every manifest's, less those whose cells join
+/// another profile's report (`reported_with`) when that profile's manifest is there too.
 pub fn profiles(runs: &Path) -> Result<Vec<String>> {
-    let dir = runs.join("profiles");
-    let mut out: Vec<String> = match fs::read_dir(&dir) {
+    let all = manifest_names(runs);
+    let mut out = Vec::new();
+    for p in &all {
+        match read_manifest(runs, p)?.reported_with {
+            Some(target) if all.contains(&target) => {}
+            _ => out.push(p.clone()),
+        }
+    }
+    Ok(out)
+}
+
+/// The profiles whose manifests say their cells join `profile`'s report, sorted.
+pub fn reported_with(runs: &Path, profile: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for p in manifest_names(runs) {
+        if p != profile && read_manifest(runs, &p)?.reported_with.as_deref() == Some(profile) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// The names of the manifests in `<runs>/profiles`, sorted.
+fn manifest_names(runs: &Path) -> Vec<String> {
+    let mut out: Vec<String> = match fs::read_dir(runs.join("profiles")) {
         Ok(entries) => entries
             .flatten()
             .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_owned))
@@ -92,7 +116,13 @@ pub fn profiles(runs: &Path) -> Result<Vec<String>> {
         Err(_) => Vec::new(),
     };
     out.sort();
-    Ok(out)
+    out
+}
+
+fn read_manifest(runs: &Path, profile: &str) -> Result<record_schema::ProfileManifest> {
+    let path = record_schema::ProfileManifest::path(runs, profile);
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {} (run `bench-suite run --profile {profile}` first)", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a profile manifest of bench-suite's (rerun `bench-suite run --profile {profile}` to rewrite it)", path.display()))
 }
 
 /// A cell the profile's manifest lists (runnable in the build that wrote it).
@@ -110,10 +140,7 @@ pub struct ManifestCell {
 
 /// The cells of a profile's manifest (`<runs>/profiles/<profile>.json`).
 pub fn manifest(runs: &Path, profile: &str) -> Result<Vec<ManifestCell>> {
-    let path = record_schema::ProfileManifest::path(runs, profile);
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {} (run `bench-suite run --profile {profile}` first)", path.display()))?;
-    let manifest: record_schema::ProfileManifest = serde_json::from_str(&text).with_context(|| format!("{} is not a profile manifest of bench-suite's (rerun `bench-suite plan --profile {profile}`)", path.display()))?;
-    Ok(manifest
+    Ok(read_manifest(runs, profile)?
         .cells
         .into_iter()
         .filter(|c| !c.hash.is_empty()) // not runnable in that build
@@ -129,9 +156,17 @@ pub fn manifest(runs: &Path, profile: &str) -> Result<Vec<ManifestCell>> {
         .collect())
 }
 
-/// The profile's finished cells, plus the number of its cells without a record yet.
+/// The profile's finished cells, with those of the profiles reported with it
+/// ([`reported_with`]), plus the number of their cells without a record yet.
 pub fn load_profile(runs: &Path, profile: &str) -> Result<(Vec<CellRecord>, usize)> {
-    let cells = manifest(runs, profile)?;
+    let mut cells = manifest(runs, profile)?;
+    for arm in reported_with(runs, profile)? {
+        for c in manifest(runs, &arm)? {
+            if !cells.iter().any(|k| k.hash == c.hash) {
+                cells.push(c);
+            }
+        }
+    }
     Ok((load_done(runs, &cells)?, cells.iter().filter(|c| !c.done).count()))
 }
 

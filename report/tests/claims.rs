@@ -444,6 +444,10 @@ fn embedded_claims_agree_with_the_paper_tables() {
             assert!(close(c.paper.unwrap(), table, 1e-9), "{}: {} vs the table's {table}", c.id, c.paper.unwrap());
         }
     }
+    // The rotation rule's arm is held to Table III's GH++ gain.
+    let c = claims.iter().find(|c| c.id == "table3/cdan-ghpp-rotation/M-U").unwrap();
+    let table = paper.accuracy("digits", "cdan", "gh++", "M-U").unwrap() - paper.accuracy("digits", "cdan", "none", "M-U").unwrap();
+    assert!(close(c.paper.unwrap(), table, 1e-9), "{}: {} vs the table's {table}", c.id, c.paper.unwrap());
     for row in ["M-U", "U-M"] {
         let speed = &paper.speed[0].rows;
         let t = |h: &str| speed.iter().find(|r| r.task == row && r.harmonizer == h).unwrap();

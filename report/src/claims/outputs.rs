@@ -248,7 +248,9 @@ pub fn latex(outcomes: &[Outcome], profile: &str, settings: &Settings) -> String
 /// accuracy, ours (mean ± std over seeds, last model), the paired gain over the baseline with
 /// its 95% interval and the verdict of the per-task gain claim (where one exists), and the
 /// median wall time of a cell's training. Rows in the paper's table order.
-pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], records: &[crate::records::CellRecord], paper: &crate::paper::PaperResults, profile: &str) -> String {
+/// A harmonizer run by a non-default rule (`gh++(rotation)`) is shown with the paper's value of its
+/// method and, below the table, its paired difference from the default rule's cells.
+pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], records: &[crate::records::CellRecord], paper: &crate::paper::PaperResults, profile: &str, confidence: f64) -> String {
     use super::Quantity;
     let mut out = String::new();
     let _ = writeln!(out, "| Method | Task | Paper | Ours (mean ± std, n) | Gain over the baseline, 95% interval | Verdict | Training per cell (median, range) |");
@@ -259,8 +261,9 @@ pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], reco
         let h = crate::latex::harmonizer_order().iter().position(|h| *h == a.harmonizer).unwrap_or(usize::MAX);
         (a.dataset.clone(), a.baseline.clone(), task, h, a.harmonizer.clone())
     });
+    let mut in_table: Vec<&str> = Vec::new();
     for a in rows {
-        let paper_value = paper.accuracy(&a.dataset, &a.baseline, &a.harmonizer, &a.task).map_or("–".to_owned(), |v| format!("{v:.1}"));
+        let paper_value = paper.accuracy(&a.dataset, &a.baseline, rule_variant_of(&a.harmonizer).unwrap_or(&a.harmonizer), &a.task).map_or("–".to_owned(), |v| format!("{v:.1}"));
         let ours = match (a.final_mean, a.final_std) {
             (Some(m), Some(s)) => format!("{m:.2} ± {s:.2} ({})", a.completed),
             (Some(m), None) => format!("{m:.2} ({})", a.completed),
@@ -272,6 +275,9 @@ pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], reco
             }
             _ => false,
         });
+        if let Some(o) = claim {
+            in_table.push(o.claim.id.as_str());
+        }
         let (gain, verdict) = match claim {
             Some(o) => match &o.estimate {
                 Some(e) => (format!("{} {} (paper {})", Unit::Points.format(e.mean), interval_text(Unit::Points, e), paper_text(&o.claim)), format!("**{}**", o.verdict.label())),
@@ -296,5 +302,76 @@ pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], reco
         let _ = writeln!(out, "| {} | {} | {paper_value} | {ours} | {gain} | {verdict} | {time} |", crate::latex::row_name(&a.baseline, &a.harmonizer), a.task.replace('-', "→"));
     }
     let _ = writeln!(out, "\nProfile `{profile}`: {} finished cell(s). Accuracies: last model on the target test split, %. Gains paired by seed; verdicts from report/paper_claims.toml.", records.len());
+    // The other claims these records test, each with its verdict.
+    let others: Vec<&Outcome> = outcomes.iter().filter(|o| o.estimate.is_some() && !in_table.contains(&o.claim.id.as_str())).collect();
+    if !others.is_empty() {
+        let _ = writeln!(out, "\nThe other claims these records test ({:.0}% intervals; n = units × seeds; the report's claims.md has the rules):\n", confidence * 100.0);
+        for o in others {
+            let e = o.estimate.as_ref().expect("filtered");
+            let unit = o.claim.quantity.unit();
+            let _ = writeln!(
+                out,
+                "- {} ({}): paper {}, ours {} {}, n = {}: **{}**{}",
+                o.claim.statement,
+                o.claim.source,
+                paper_text(&o.claim),
+                unit.format(e.mean),
+                interval_text(unit, e),
+                n_text(e),
+                o.verdict.label(),
+                o.deviations.iter().filter(|d| d.starts_with("covers ")).map(|d| format!(" ({})", short_coverage(d))).collect::<String>()
+            );
+        }
+    }
+    // Each rule variant against its method's default rule, on the seeds both ran.
+    let accuracy = |h: &str, a: &crate::aggregate::Aggregate, seed: u64| {
+        records
+            .iter()
+            .find(|r| r.dataset == a.dataset && r.task == a.task && r.baseline == a.baseline && r.harmonizer == h && r.seed == seed && r.diverged_at.is_none())
+            .and_then(|r| r.final_accuracy)
+    };
+    let mut variants = Vec::new();
+    for a in aggs {
+        let Some(default) = rule_variant_of(&a.harmonizer) else { continue };
+        let mut seeds: Vec<u64> = records.iter().filter(|r| r.dataset == a.dataset && r.task == a.task && r.baseline == a.baseline && r.harmonizer == a.harmonizer).map(|r| r.seed).collect();
+        seeds.sort_unstable();
+        let diffs: Vec<f64> = seeds.iter().filter_map(|&s| Some(accuracy(&a.harmonizer, a, s)? - accuracy(default, a, s)?)).collect();
+        if diffs.is_empty() {
+            continue;
+        }
+        let (m, lo, hi) = super::stats::t_interval(&diffs, confidence);
+        let interval = if lo.is_finite() { format!(" [{}, {}]", Unit::Points.format(lo), Unit::Points.format(hi)) } else { String::new() };
+        variants.push(format!(
+            "- {} − {} on {}: {}{interval} points ({} seed(s))",
+            crate::latex::row_name(&a.baseline, &a.harmonizer),
+            crate::latex::row_name(&a.baseline, default),
+            a.task.replace('-', "→"),
+            Unit::Points.format(m),
+            diffs.len(),
+        ));
+    }
+    if !variants.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nGH++ (rotation) is GH++ as Sec. 3.5 constructs it (both gradients rotated to 90°); the GH++ rows use the released code's scalar rule, which produced the paper's numbers. The Paper column of a rotation row is the paper's GH++. Rotation against released, paired by seed ({:.0}% t interval):\n",
+            confidence * 100.0
+        );
+        for v in variants {
+            let _ = writeln!(out, "{v}");
+        }
+    }
     out
+}
+
+/// A coverage note with its list of units not run, when that list is short (three or fewer).
+fn short_coverage(note: &str) -> &str {
+    match note.split_once("; not run: ") {
+        Some((covers, missing)) if missing.split(", ").count() > 3 => covers,
+        _ => note,
+    }
+}
+
+/// The default-rule label of a harmonizer run by another rule: `gh++(rotation)` → `gh++`.
+fn rule_variant_of(harmonizer: &str) -> Option<&str> {
+    harmonizer.strip_suffix("(rotation)")
 }
