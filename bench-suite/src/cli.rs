@@ -118,6 +118,8 @@ pub(crate) enum Command {
         /// No progress lines
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        numerics: bench_suite::numerics_args::NumericsArgs,
     },
     /// Time whole training iterations of the baselines' protocols (their real steps, random
     /// weights and random inputs: no data needed); digits compares with a cell's time split

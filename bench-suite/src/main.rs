@@ -91,8 +91,9 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", bench_suite::iteration_bench::render(&config, &timings));
             Ok(())
         }
-        Command::BenchSpeed { grid, data_root, tasks, rounds, iterations, warmup, quiet } => {
+        Command::BenchSpeed { grid, data_root, tasks, rounds, iterations, warmup, quiet, numerics } => {
             let protocol = load_protocol(&cli.protocol)?;
+            numerics.apply()?;
             let (profile, device, _, why) = grid.resolve(&protocol, true)?;
             eprintln!("bench-speed: {why}");
             let config = bench_suite::speed_bench::SpeedBenchConfig { profile, device, data_root, drop_stand_ins: grid.no_stand_ins, tasks, rounds, iterations_per_round: iterations, warmup };

@@ -183,6 +183,9 @@ pub fn run(protocol: &Protocol, c: &SpeedBenchConfig, progress: &mut dyn FnMut(&
         load_before,
         load_after: LoadSnapshot::now(),
         seconds: started.elapsed().as_secs_f64(),
+        numerics: baselines::numerics::asked()
+            .changes_results_on(c.device)
+            .then(|| serde_json::to_value(baselines::numerics::in_force_now()).expect("the numerics serialize")),
         arms: arms_out,
     })
 }
@@ -201,8 +204,16 @@ pub fn write_record(runs: &Path, record: &SpeedRecord) -> Result<PathBuf> {
 /// The record as a table (the report puts it beside the paper's Table VI).
 pub fn render(record: &SpeedRecord) -> String {
     let mut s = format!(
-        "bench-speed {}: {} rounds x {} iterations per arm (after {} warm-up), interleaved, on {} ({} torch threads, libtorch {}), {:.0} s\n",
-        record.profile, record.rounds, record.iterations_per_round, record.warmup, record.device, record.torch_threads, record.libtorch.as_deref().unwrap_or("unrecorded"), record.seconds
+        "bench-speed {}: {} rounds x {} iterations per arm (after {} warm-up), interleaved, on {} ({} torch threads, libtorch {}{}), {:.0} s\n",
+        record.profile,
+        record.rounds,
+        record.iterations_per_round,
+        record.warmup,
+        record.device,
+        record.torch_threads,
+        record.libtorch.as_deref().unwrap_or("unrecorded"),
+        precision_text(record),
+        record.seconds
     );
     s.push_str(&format!("  before: {}\n  after:  {}\n", record.load_before.describe(), record.load_after.describe()));
     if record.load_before.is_loaded() || record.load_after.is_loaded() {
@@ -230,6 +241,11 @@ pub fn render(record: &SpeedRecord) -> String {
         ));
     }
     s
+}
+
+/// ", bf16 precision" where the record holds the numerics (they change the speed there).
+fn precision_text(record: &SpeedRecord) -> String {
+    record.numerics.as_ref().and_then(|n| n["precision"].as_str()).map(|p| format!(", {p} precision")).unwrap_or_default()
 }
 
 fn min_max(v: &[f64]) -> (f64, f64) {

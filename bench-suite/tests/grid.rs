@@ -276,6 +276,26 @@ fn bench_speed_times_every_arm_in_interleaved_rounds() {
     }
     assert_eq!(std::fs::read_dir(runs.join("bench-speed")).unwrap().count(), 1, "no temporary file left");
     assert!(speed_bench::render(&record).contains("cdan+gh++"));
+    assert_eq!(record.numerics, None, "tf32 on the CPU changes nothing, so it is not recorded");
+    // The binary with --precision bf16 times under autocast and records what was in force.
+    let protocol_file = dir.path().join("protocol.toml");
+    std::fs::write(&protocol_file, format!("{EMBEDDED}\n{TINY}")).unwrap();
+    let bf16_runs = dir.path().join("bf16-runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_bench-suite"))
+        .args(["--protocol", protocol_file.to_str().unwrap(), "bench-speed", "--profile", "tiny", "--device", "cpu", "--quiet", "--precision", "bf16"])
+        .args(["--rounds", "2", "--iterations", "1", "--warmup", "0", "--tasks", "M-U"])
+        .arg("--runs")
+        .arg(&bf16_runs)
+        .arg("--data-root")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(", bf16 precision)"), "{stdout}");
+    let back: speed_bench::SpeedRecord = serde_json::from_str(&std::fs::read_to_string(speed_bench::record_path(&bf16_runs, "tiny")).unwrap()).unwrap();
+    let numerics = back.numerics.expect("bf16 is recorded");
+    assert_eq!((numerics["precision"].as_str(), numerics["deterministic"].as_bool()), (Some("bf16"), Some(false)), "{numerics}");
     // Bad requests name the fix.
     let err = speed_bench::run(&p, &SpeedBenchConfig { tasks: TaskSelection::Only(vec!["U-M".into()]), ..config.clone() }, &mut |_| {}).unwrap_err();
     assert!(format!("{err:#}").contains("'U-M' is not in profile tiny"), "{err:#}");

@@ -57,6 +57,12 @@ pub struct SpeedRecord {
     pub load_before: LoadSnapshot,
     pub load_after: LoadSnapshot,
     pub seconds: f64,
+    /// What libtorch had in force where it changes the speed (CUDA, or bf16 on any device):
+    /// precision, deterministic, CUDA's float32 precisions, cuDNN benchmark mode (baselines'
+    /// `NumericsInForce`, as a cell's run record holds it). Absent on the CPU at tf32 / fp32 and
+    /// in records written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numerics: Option<serde_json::Value>,
     pub arms: Vec<SpeedArm>,
 }
 

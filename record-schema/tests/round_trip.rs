@@ -63,6 +63,7 @@ fn every_type_round_trips() {
         load_before: snapshot(0.1),
         load_after: snapshot(2.0),
         seconds: 30.0,
+        numerics: Some(serde_json::json!({"precision": "bf16", "deterministic": false, "cuda_fp32": "matmul=tf32 conv=tf32", "cudnn_benchmark": false})),
         arms: vec![SpeedArm { dataset: "digits".into(), task: "M-U".into(), baseline: "cdan".into(), harmonizer: "gh".into(), batch: 64, seconds_per_100: vec![6.0, 7.0], ratio_to_none: vec![1.3, 1.4] }],
     });
 }

@@ -106,13 +106,26 @@ pub fn load_bench(runs: &Path, profile: &str) -> Result<Option<SpeedRecord>> {
     }
 }
 
+/// The benchmark's device with its libtorch and, where recorded, its precision ("cuda:0 (NVIDIA
+/// H200), libtorch 2.11.0+cu130 (...), bf16 precision").
+fn bench_device(b: &SpeedRecord) -> String {
+    let mut device = match crate::records::libtorch_label(b.libtorch.as_deref(), b.cuda.as_deref()) {
+        Some(l) => format!("{}, libtorch {l}", b.device),
+        None => b.device.clone(),
+    };
+    if let Some(p) = b.numerics.as_ref().and_then(|n| n["precision"].as_str()) {
+        device.push_str(&format!(", {p} precision"));
+    }
+    device
+}
+
 /// The published speeds: the benchmark when there is one, else the cells not timed under load.
 pub fn speeds(bench: Option<&SpeedRecord>, records: &[CellRecord]) -> Speeds {
     if let Some(b) = bench {
         let loaded = b.load_before.is_loaded() || b.load_after.is_loaded();
         let load = format!("{}: {} before, {} after", if loaded { "busy machine" } else { "quiet machine" }, b.load_before.describe_short(), b.load_after.describe_short());
         return Speeds {
-            source: Source::Bench { device: match crate::records::libtorch_label(b.libtorch.as_deref(), b.cuda.as_deref()) { Some(l) => format!("{}, libtorch {l}", b.device), None => b.device.clone() }, rounds: b.rounds, iterations_per_round: b.iterations_per_round, load },
+            source: Source::Bench { device: bench_device(b), rounds: b.rounds, iterations_per_round: b.iterations_per_round, load },
             arms: b
                 .arms
                 .iter()

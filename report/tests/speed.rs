@@ -70,13 +70,20 @@ fn a_bench_speed_record_takes_precedence() {
           {{"dataset": "digits", "task": "M-U", "baseline": "mcd", "harmonizer": "gh", "batch": 32, "seconds_per_100": [11.0, 12.0, 13.0], "ratio_to_none": [1.1, 1.09, 1.08]}}
         ]}}"#
     );
-    std::fs::write(runs.path().join("bench-speed/p.json"), record).unwrap();
+    std::fs::write(runs.path().join("bench-speed/p.json"), &record).unwrap();
     let bench = load_bench(runs.path(), "p").unwrap().unwrap();
     let s = speeds(Some(&bench), &[cell("none", 1, 99.0, Some(false))]);
     assert!(matches!(s.source, Source::Bench { rounds: 3, .. }));
     assert!(s.source.describe().contains("quiet machine"));
     assert_eq!(s.find("M-U", "mcd", "gh").unwrap().median_ratio(), Some(1.09));
     assert_eq!(s.find("M-U", "mcd", "none").unwrap().median_seconds(), Some(11.0));
+    assert!(!s.source.describe().contains("precision"), "no numerics recorded, none claimed");
+    // A record with its numerics (bf16, or any GPU run) names the precision beside the device.
+    let bf16 = record.replace(r#""seconds": 12.0,"#, r#""seconds": 12.0, "numerics": {"precision": "bf16", "deterministic": false, "cuda_fp32": "matmul=tf32 conv=tf32", "cudnn_benchmark": false},"#);
+    std::fs::write(runs.path().join("bench-speed/p.json"), bf16).unwrap();
+    let bench = load_bench(runs.path(), "p").unwrap().unwrap();
+    let described = speeds(Some(&bench), &[]).source.describe();
+    assert!(described.contains("on cpu (2 threads), bf16 precision:"), "{described}");
     std::fs::write(runs.path().join("bench-speed/p.json"), "{").unwrap();
     let err = format!("{:#}", load_bench(runs.path(), "p").unwrap_err());
     assert!(err.contains("bench-speed --profile p"), "{err}");
