@@ -247,9 +247,9 @@ pub fn latex(outcomes: &[Outcome], profile: &str, settings: &Settings) -> String
 /// The README's headline table for a profile: per baseline × task × harmonizer, the paper's
 /// accuracy, ours (mean ± std over seeds, last model), the paired gain over the baseline with
 /// its 95% interval and the verdict of the per-task gain claim (where one exists), and the
-/// median wall time of a cell's training. Rows in the paper's table order.
-/// A harmonizer run by a non-default rule (`gh++(rotation)`) is shown with the paper's value of its
-/// method and, below the table, its paired difference from the default rule's cells.
+/// median wall time of a cell's training. Rows in the paper's table order. A harmonizer run by a
+/// non-default rule (`gh++(rotation)`) is shown with the paper's value of its method. Below the
+/// table: the other claims the records test, and each rule variant against the default rule.
 pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], records: &[crate::records::CellRecord], paper: &crate::paper::PaperResults, profile: &str, confidence: f64) -> String {
     use super::Quantity;
     let mut out = String::new();
@@ -263,7 +263,7 @@ pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], reco
     });
     let mut in_table: Vec<&str> = Vec::new();
     for a in rows {
-        let paper_value = paper.accuracy(&a.dataset, &a.baseline, rule_variant_of(&a.harmonizer).unwrap_or(&a.harmonizer), &a.task).map_or("–".to_owned(), |v| format!("{v:.1}"));
+        let paper_value = paper.accuracy(&a.dataset, &a.baseline, default_rule_of(&a.harmonizer).unwrap_or(&a.harmonizer), &a.task).map_or("–".to_owned(), |v| format!("{v:.1}"));
         let ours = match (a.final_mean, a.final_std) {
             (Some(m), Some(s)) => format!("{m:.2} ± {s:.2} ({})", a.completed),
             (Some(m), None) => format!("{m:.2} ({})", a.completed),
@@ -302,7 +302,14 @@ pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], reco
         let _ = writeln!(out, "| {} | {} | {paper_value} | {ours} | {gain} | {verdict} | {time} |", crate::latex::row_name(&a.baseline, &a.harmonizer), a.task.replace('-', "→"));
     }
     let _ = writeln!(out, "\nProfile `{profile}`: {} finished cell(s). Accuracies: last model on the target test split, %. Gains paired by seed; verdicts from report/paper_claims.toml.", records.len());
-    // The other claims these records test, each with its verdict.
+    out.push_str(&other_claims(outcomes, &in_table, confidence));
+    out.push_str(&rule_variants(aggs, records, confidence));
+    out
+}
+
+/// The claims the records test that the headline's table does not show, each with its verdict.
+fn other_claims(outcomes: &[Outcome], in_table: &[&str], confidence: f64) -> String {
+    let mut out = String::new();
     let others: Vec<&Outcome> = outcomes.iter().filter(|o| o.estimate.is_some() && !in_table.contains(&o.claim.id.as_str())).collect();
     if !others.is_empty() {
         let _ = writeln!(out, "\nThe other claims these records test ({:.0}% intervals; n = units × seeds; the report's claims.md has the rules):\n", confidence * 100.0);
@@ -323,7 +330,12 @@ pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], reco
             );
         }
     }
-    // Each rule variant against its method's default rule, on the seeds both ran.
+    out
+}
+
+/// Each rule variant (`gh++(rotation)`) against its method's default rule, on the seeds both ran.
+fn rule_variants(aggs: &[crate::aggregate::Aggregate], records: &[crate::records::CellRecord], confidence: f64) -> String {
+    let mut out = String::new();
     let accuracy = |h: &str, a: &crate::aggregate::Aggregate, seed: u64| {
         records
             .iter()
@@ -332,7 +344,7 @@ pub fn headline(outcomes: &[Outcome], aggs: &[crate::aggregate::Aggregate], reco
     };
     let mut variants = Vec::new();
     for a in aggs {
-        let Some(default) = rule_variant_of(&a.harmonizer) else { continue };
+        let Some(default) = default_rule_of(&a.harmonizer) else { continue };
         let mut seeds: Vec<u64> = records.iter().filter(|r| r.dataset == a.dataset && r.task == a.task && r.baseline == a.baseline && r.harmonizer == a.harmonizer).map(|r| r.seed).collect();
         seeds.sort_unstable();
         let diffs: Vec<f64> = seeds.iter().filter_map(|&s| Some(accuracy(&a.harmonizer, a, s)? - accuracy(default, a, s)?)).collect();
@@ -371,7 +383,7 @@ fn short_coverage(note: &str) -> &str {
     }
 }
 
-/// The default-rule label of a harmonizer run by another rule: `gh++(rotation)` → `gh++`.
-fn rule_variant_of(harmonizer: &str) -> Option<&str> {
+/// The default rule's label of a harmonizer run by another rule: `gh++(rotation)` → `gh++`.
+fn default_rule_of(harmonizer: &str) -> Option<&str> {
     harmonizer.strip_suffix("(rotation)")
 }
