@@ -15,7 +15,9 @@ mkdir -p "$dest/profiles" "$dest/cells"
 # into the same folder, which its report includes).
 manifests=("$runs/profiles/$profile.json")
 for m in "$runs"/profiles/*.json; do
-  if grep -q "^  \"reported_with\": \"$profile\",\$" "$m"; then manifests+=("$m"); fi
+  if python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])).get("reported_with") != sys.argv[2])' "$m" "$profile"; then
+    manifests+=("$m")
+  fi
 done
 cp "${manifests[@]}" "$dest/profiles/"
 copied=0

@@ -231,26 +231,28 @@ impl Runs {
             }
         }
         if !path.is_file() {
-            fs::create_dir_all(&self.root).with_context(|| format!("creating {}", self.root.display()))?;
-            // Several workers may start at once: a temporary name of this process, then a rename
-            // (they write the same content, or the check above stopped them).
-            let tmp = path.with_extension(format!("json.tmp.{}.{}", lease::hostname(), std::process::id()));
-            fs::write(&tmp, serde_json::to_string_pretty(&asked)?).with_context(|| format!("writing {}", tmp.display()))?;
-            fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+            // Several workers may start at once: they write the same content, or the check above
+            // stopped them.
+            write_json_shared(&path, &asked)?;
         }
         Ok(())
     }
 
     fn write_profile(&self, profile: &str, reported_with: Option<&str>, cells: &[CellInfo]) -> Result<()> {
-        let path = record_schema::ProfileManifest::path(&self.root, profile);
-        fs::create_dir_all(path.parent().unwrap())?;
-        // Workers on several hosts may write it at once: a temporary name of this process, then a rename.
-        let tmp = path.with_extension(format!("json.tmp.{}.{}", lease::hostname(), std::process::id()));
         let manifest = record_schema::ProfileManifest { profile: profile.to_owned(), reported_with: reported_with.map(str::to_owned), cells: cells.to_vec() };
-        fs::write(&tmp, serde_json::to_string_pretty(&manifest)?)?;
-        fs::rename(&tmp, &path)?;
-        Ok(())
+        write_json_shared(&record_schema::ProfileManifest::path(&self.root, profile), &manifest)
     }
+}
+
+/// Writes `value` as pretty JSON to `path` (creating its folder) through a temporary file named
+/// for this host and process, then a rename: workers on several hosts may write the same file of
+/// a shared runs folder at once, and a reader sees the old content or the new, never a part.
+pub(crate) fn write_json_shared(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let dir = path.parent().context("a runs folder's file has a parent folder")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension(format!("json.tmp.{}.{}", lease::hostname(), std::process::id()));
+    fs::write(&tmp, serde_json::to_string_pretty(value)?).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Seconds per 100 iterations of a cell on `device_kind`, and whether measured: the mean of

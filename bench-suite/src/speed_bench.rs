@@ -193,11 +193,7 @@ pub fn run(protocol: &Protocol, c: &SpeedBenchConfig, progress: &mut dyn FnMut(&
 /// Writes the record atomically (a temporary file renamed over the old one).
 pub fn write_record(runs: &Path, record: &SpeedRecord) -> Result<PathBuf> {
     let path = record_path(runs, &record.profile);
-    let dir = path.parent().expect("record path has a parent");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.json.tmp-{}", record.profile, std::process::id()));
-    std::fs::write(&tmp, serde_json::to_string_pretty(record)?).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("publishing {}", path.display()))?;
+    crate::runner::write_json_shared(&path, record)?;
     Ok(path)
 }
 
@@ -245,7 +241,7 @@ pub fn render(record: &SpeedRecord) -> String {
 
 /// ", bf16 precision" where the record holds the numerics (they change the speed there).
 fn precision_text(record: &SpeedRecord) -> String {
-    record.numerics.as_ref().and_then(|n| n["precision"].as_str()).map(|p| format!(", {p} precision")).unwrap_or_default()
+    record.precision().map(|p| format!(", {p} precision")).unwrap_or_default()
 }
 
 fn min_max(v: &[f64]) -> (f64, f64) {

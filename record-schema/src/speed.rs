@@ -67,6 +67,11 @@ pub struct SpeedRecord {
 }
 
 impl SpeedRecord {
+    /// The precision the benchmark ran with, where its numerics are recorded ("bf16", "tf32", ...).
+    pub fn precision(&self) -> Option<&str> {
+        self.numerics.as_ref().and_then(|n| n["precision"].as_str())
+    }
+
     /// Where the record of a profile lives.
     pub fn path(runs: &std::path::Path, profile: &str) -> std::path::PathBuf {
         runs.join("bench-speed").join(format!("{profile}.json"))

@@ -30,8 +30,8 @@ pub struct Generated {
 
 /// Writes the report of `profile` (its cells under `runs`) into `out/<profile>/`.
 pub fn generate_profile(runs: &Path, out: &Path, profile: &str) -> Result<Generated> {
-    let (records, missing) = records::load_profile(runs, profile)?;
     let arms = records::reported_with(runs, profile)?;
+    let (records, missing) = records::load_with_arms(runs, profile, &arms)?;
     let aggs = aggregate::aggregate(&records).context("aggregating over seeds")?;
     let paper = paper::PaperResults::embedded()?;
     let dir = out.join(profile);

@@ -159,9 +159,14 @@ pub fn manifest(runs: &Path, profile: &str) -> Result<Vec<ManifestCell>> {
 /// The profile's finished cells, with those of the profiles reported with it
 /// ([`reported_with`]), plus the number of their cells without a record yet.
 pub fn load_profile(runs: &Path, profile: &str) -> Result<(Vec<CellRecord>, usize)> {
+    load_with_arms(runs, profile, &reported_with(runs, profile)?)
+}
+
+/// [`load_profile`] for a caller that has already listed the profiles reported with it.
+pub fn load_with_arms(runs: &Path, profile: &str, arms: &[String]) -> Result<(Vec<CellRecord>, usize)> {
     let mut cells = manifest(runs, profile)?;
-    for arm in reported_with(runs, profile)? {
-        for c in manifest(runs, &arm)? {
+    for arm in arms {
+        for c in manifest(runs, arm)? {
             if !cells.iter().any(|k| k.hash == c.hash) {
                 cells.push(c);
             }

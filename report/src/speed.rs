@@ -113,7 +113,7 @@ fn bench_device(b: &SpeedRecord) -> String {
         Some(l) => format!("{}, libtorch {l}", b.device),
         None => b.device.clone(),
     };
-    if let Some(p) = b.numerics.as_ref().and_then(|n| n["precision"].as_str()) {
+    if let Some(p) = b.precision() {
         device.push_str(&format!(", {p} precision"));
     }
     device
